@@ -1,0 +1,600 @@
+"""SQLite catalog of a photo library: the source of truth for files, codes and hashes.
+
+One SQLite file (WAL journal) per library. Tables:
+
+- ``roots``: folders the user added, their online state, watch mode and exclusion patterns.
+- ``files``: one row per image file: absolute path, size, mtime, content fingerprint,
+  pHash, full-resolution width/height, status (``ok`` / ``error`` / ``pending``) and error.
+- ``codes``: packed binary code and fp16 embedding per ``(file, model_id)``, so a new model
+  can be encoded beside the old one and swapped atomically (``meta.active_model``).
+- ``models``: code length and embedding size of each model that has codes.
+- ``meta``: key/value, including ``generation`` (bumped by every committed change, so a
+  saved index can tell whether it is stale) and ``active_model``.
+- ``schema_migrations``: applied schema versions.
+
+All access goes through one connection guarded by a re-entrant lock; writes are grouped in
+:meth:`Catalog.transaction` blocks (one per scan batch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import platformdirs
+
+__all__ = [
+    "APP_NAME",
+    "SCHEMA_VERSION",
+    "Catalog",
+    "FileRecord",
+    "RootInfo",
+    "default_library_dir",
+    "phash_from_db",
+    "phash_to_db",
+]
+
+logger = logging.getLogger(__name__)
+
+APP_NAME = "cukd-image-search"
+WATCH_MODES = ("native", "polling", "off")
+FILE_STATUSES = ("ok", "error", "pending")
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE roots (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    online INTEGER NOT NULL DEFAULT 1,
+    watch_mode TEXT NOT NULL DEFAULT 'native',
+    excludes TEXT NOT NULL DEFAULT '[]',
+    added_at REAL NOT NULL,
+    last_scan REAL
+);
+CREATE TABLE files (
+    id INTEGER PRIMARY KEY,
+    root_id INTEGER NOT NULL REFERENCES roots(id) ON DELETE CASCADE,
+    path TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    fingerprint TEXT,
+    phash INTEGER,
+    width INTEGER,
+    height INTEGER,
+    status TEXT NOT NULL DEFAULT 'pending',
+    error TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX files_root ON files(root_id);
+CREATE INDEX files_fingerprint ON files(fingerprint);
+CREATE INDEX files_status ON files(status);
+CREATE TABLE models (
+    model_id TEXT PRIMARY KEY,
+    n_bits INTEGER NOT NULL,
+    embed_dim INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE codes (
+    file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+    model_id TEXT NOT NULL REFERENCES models(model_id) ON DELETE CASCADE,
+    code BLOB NOT NULL,
+    embedding BLOB NOT NULL,
+    PRIMARY KEY (file_id, model_id)
+) WITHOUT ROWID;
+CREATE INDEX codes_model ON codes(model_id);
+INSERT INTO meta(key, value) VALUES ('generation', '0');
+"""
+
+#: Ordered (version, SQL) pairs; append new versions, never edit applied ones.
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def default_library_dir(name: str = "default") -> Path:
+    """Per-user data folder of the library called ``name`` (platformdirs)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "libraries" / name
+
+
+def phash_to_db(value: int | None) -> int | None:
+    """Unsigned 64-bit hash → signed SQLite INTEGER."""
+    if value is None:
+        return None
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def phash_from_db(value: int | None) -> int | None:
+    """Signed SQLite INTEGER → unsigned 64-bit hash."""
+    if value is None:
+        return None
+    return value + (1 << 64) if value < 0 else value
+
+
+@dataclass(frozen=True)
+class RootInfo:
+    """A folder in the library."""
+
+    id: int
+    path: str
+    online: bool
+    watch_mode: str
+    excludes: tuple[str, ...]
+    last_scan: float | None
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file row (without its code). ``phash`` is unsigned; ``mtime_ns`` from ``os.stat``."""
+
+    id: int
+    root_id: int
+    path: str
+    size: int
+    mtime_ns: int
+    fingerprint: str | None
+    phash: int | None
+    width: int | None
+    height: int | None
+    status: str
+    error: str | None
+
+
+_FILE_COLS = (
+    "id, root_id, path, size, mtime_ns, fingerprint, phash, width, height, status, error"
+)
+
+
+def _file(row: Sequence) -> FileRecord:
+    return FileRecord(
+        id=row[0], root_id=row[1], path=row[2], size=row[3], mtime_ns=row[4],
+        fingerprint=row[5], phash=phash_from_db(row[6]), width=row[7], height=row[8],
+        status=row[9], error=row[10],
+    )
+
+
+def _root(row: Sequence) -> RootInfo:
+    return RootInfo(
+        id=row[0], path=row[1], online=bool(row[2]), watch_mode=row[3],
+        excludes=tuple(json.loads(row[4])), last_scan=row[5],
+    )
+
+
+class Catalog:
+    """The library's SQLite catalog.
+
+    Args:
+        path: SQLite file; its folder is created. Use :func:`default_library_dir` for the
+            per-user default.
+        timeout_s: how long to wait for another process's write lock.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._conn = sqlite3.connect(
+            self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
+        )
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # ----------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            c = self._conn
+            c.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            done = {r[0] for r in c.execute("SELECT version FROM schema_migrations")}
+            if done and max(done) > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: catalog schema {max(done)} is newer than this program "
+                    f"({SCHEMA_VERSION})"
+                )
+            for version, sql in MIGRATIONS:
+                if version in done:
+                    continue
+                logger.info("migrating catalog %s to schema %d", self.path, version)
+                c.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in sql.split(";"):
+                        if stmt.strip():
+                            c.execute(stmt)
+                    c.execute(
+                        "INSERT INTO schema_migrations(version, applied_at) VALUES (?, ?)",
+                        (version, time.time()),
+                    )
+                    c.execute("COMMIT")
+                except BaseException:
+                    c.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        """Highest applied schema version."""
+        with self._lock:
+            return self._conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one atomic commit that also bumps ``generation``.
+
+        Re-entrant: nested blocks join the outer transaction.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                self._conn.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+
+    def _q(self, sql: str, params: Sequence | dict = ()) -> list[tuple]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def _w(self, sql: str, params: Sequence | dict = ()) -> sqlite3.Cursor:
+        with self._lock, self.transaction():
+            return self._conn.execute(sql, params)
+
+    # ----------------------------------------------------------------- meta
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        """Value of a meta key."""
+        rows = self._q("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else default
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a meta key."""
+        self._w("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        """Counter bumped by every committed transaction."""
+        return int(self.get_meta("generation", "0") or 0)
+
+    @property
+    def active_model(self) -> str | None:
+        """Model whose codes answer searches."""
+        return self.get_meta("active_model")
+
+    def set_active_model(self, model_id: str) -> None:
+        """Make ``model_id`` the model searches use."""
+        self.set_meta("active_model", model_id)
+
+    # ----------------------------------------------------------------- roots
+    def add_root(
+        self, path: str | os.PathLike[str], watch_mode: str = "native",
+        excludes: Iterable[str] = (),
+    ) -> RootInfo:
+        """Add a folder (absolute, resolved); returns the existing root if already added.
+
+        Raises:
+            ValueError: for an unknown watch mode or a folder nested in/around another root.
+        """
+        if watch_mode not in WATCH_MODES:
+            raise ValueError(f"watch_mode must be one of {WATCH_MODES}, got {watch_mode!r}")
+        p = os.path.normpath(os.path.abspath(os.fspath(path)))
+        with self._lock:
+            for r in self.roots():
+                if r.path == p:
+                    return r
+                if p.startswith(r.path.rstrip(os.sep) + os.sep) or r.path.startswith(
+                    p.rstrip(os.sep) + os.sep
+                ):
+                    raise ValueError(f"{p} overlaps the library folder {r.path}")
+            self._w(
+                "INSERT INTO roots(path, online, watch_mode, excludes, added_at) "
+                "VALUES (?, 1, ?, ?, ?)",
+                (p, watch_mode, json.dumps(list(excludes)), time.time()),
+            )
+            return self.root_by_path(p)  # type: ignore[return-value]
+
+    def remove_root(self, root_id: int) -> list[int]:
+        """Forget a folder and all its files; returns the removed file ids."""
+        with self._lock, self.transaction():
+            ids = [r[0] for r in self._q("SELECT id FROM files WHERE root_id = ?", (root_id,))]
+            self._conn.execute("DELETE FROM roots WHERE id = ?", (root_id,))
+            return ids
+
+    def roots(self) -> list[RootInfo]:
+        """All roots, by id."""
+        return [_root(r) for r in self._q(
+            "SELECT id, path, online, watch_mode, excludes, last_scan FROM roots ORDER BY id")]
+
+    def root(self, root_id: int) -> RootInfo | None:
+        """A root by id."""
+        rows = self._q(
+            "SELECT id, path, online, watch_mode, excludes, last_scan FROM roots WHERE id = ?",
+            (root_id,),
+        )
+        return _root(rows[0]) if rows else None
+
+    def root_by_path(self, path: str | os.PathLike[str]) -> RootInfo | None:
+        """A root by its folder."""
+        p = os.path.normpath(os.path.abspath(os.fspath(path)))
+        rows = self._q(
+            "SELECT id, path, online, watch_mode, excludes, last_scan FROM roots WHERE path = ?",
+            (p,),
+        )
+        return _root(rows[0]) if rows else None
+
+    def root_for_path(self, path: str | os.PathLike[str]) -> RootInfo | None:
+        """The root containing ``path`` (or equal to it), if any."""
+        p = os.path.normpath(os.path.abspath(os.fspath(path)))
+        for r in self.roots():
+            if p == r.path or p.startswith(r.path.rstrip(os.sep) + os.sep):
+                return r
+        return None
+
+    def set_root_online(self, root_id: int, online: bool) -> None:
+        """Mark a root online or offline (its files are kept either way)."""
+        self._w("UPDATE roots SET online = ? WHERE id = ?", (int(online), root_id))
+
+    def set_root_options(
+        self, root_id: int, *, watch_mode: str | None = None,
+        excludes: Iterable[str] | None = None,
+    ) -> None:
+        """Change a root's watch mode and/or exclusion patterns."""
+        if watch_mode is not None:
+            if watch_mode not in WATCH_MODES:
+                raise ValueError(f"watch_mode must be one of {WATCH_MODES}")
+            self._w("UPDATE roots SET watch_mode = ? WHERE id = ?", (watch_mode, root_id))
+        if excludes is not None:
+            self._w("UPDATE roots SET excludes = ? WHERE id = ?",
+                    (json.dumps(list(excludes)), root_id))
+
+    def mark_root_scanned(self, root_id: int, when: float | None = None) -> None:
+        """Record the end of a complete scan of a root."""
+        self._w("UPDATE roots SET last_scan = ? WHERE id = ?", (when or time.time(), root_id))
+
+    # ----------------------------------------------------------------- models
+    def ensure_model(self, model_id: str, n_bits: int, embed_dim: int) -> None:
+        """Register a model's sizes (no-op if known with the same sizes).
+
+        Raises:
+            ValueError: if ``model_id`` is known with other sizes.
+        """
+        rows = self._q("SELECT n_bits, embed_dim FROM models WHERE model_id = ?", (model_id,))
+        if rows:
+            if tuple(rows[0]) != (n_bits, embed_dim):
+                raise ValueError(
+                    f"model {model_id!r} is registered as {rows[0]}, not {(n_bits, embed_dim)}"
+                )
+            return
+        self._w("INSERT INTO models(model_id, n_bits, embed_dim, created_at) VALUES (?,?,?,?)",
+                (model_id, n_bits, embed_dim, time.time()))
+
+    def model_sizes(self, model_id: str) -> tuple[int, int] | None:
+        """``(n_bits, embed_dim)`` of a registered model."""
+        rows = self._q("SELECT n_bits, embed_dim FROM models WHERE model_id = ?", (model_id,))
+        return (rows[0][0], rows[0][1]) if rows else None
+
+    def drop_model(self, model_id: str) -> None:
+        """Delete a model and all its codes."""
+        self._w("DELETE FROM models WHERE model_id = ?", (model_id,))
+
+    def models(self) -> list[str]:
+        """Registered model ids."""
+        return [r[0] for r in self._q("SELECT model_id FROM models ORDER BY created_at")]
+
+    # ----------------------------------------------------------------- files: reads
+    def get_file(self, file_id: int) -> FileRecord | None:
+        """A file by row id."""
+        rows = self._q(f"SELECT {_FILE_COLS} FROM files WHERE id = ?", (file_id,))
+        return _file(rows[0]) if rows else None
+
+    def get_file_by_path(self, path: str | os.PathLike[str]) -> FileRecord | None:
+        """A file by absolute path."""
+        p = os.path.normpath(os.path.abspath(os.fspath(path)))
+        rows = self._q(f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (p,))
+        return _file(rows[0]) if rows else None
+
+    def files_in_scope(
+        self, root_id: int, prefix: str | None = None, model_id: str | None = None
+    ) -> dict[str, tuple[FileRecord, bool]]:
+        """Files of a root (optionally only ``prefix`` itself or below it).
+
+        Returns:
+            ``{path: (record, has_code_for_model_id)}``.
+        """
+        sql = (f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))}, "
+               "c.file_id IS NOT NULL FROM files f "
+               "LEFT JOIN codes c ON c.file_id = f.id AND c.model_id = ? WHERE f.root_id = ?")
+        params: list = [model_id or "", root_id]
+        if prefix is not None:
+            p = prefix.rstrip(os.sep)
+            sql += " AND (f.path = ? OR substr(f.path, 1, ?) = ?)"
+            params += [p, len(p) + 1, p + os.sep]
+        return {r[2]: (_file(r), bool(r[11])) for r in self._q(sql, params)}
+
+    def files_by_fingerprint(self, fingerprint: str) -> list[FileRecord]:
+        """Files whose content fingerprint equals ``fingerprint``."""
+        return [_file(r) for r in self._q(
+            f"SELECT {_FILE_COLS} FROM files WHERE fingerprint = ?", (fingerprint,))]
+
+    def files_missing_code(
+        self, model_id: str, limit: int | None = None, root_ids: Sequence[int] | None = None
+    ) -> list[FileRecord]:
+        """``ok`` files of online roots that have no code for ``model_id``."""
+        sql = (f"SELECT {', '.join('f.' + c.strip() for c in _FILE_COLS.split(','))} "
+               "FROM files f JOIN roots r ON r.id = f.root_id "
+               "LEFT JOIN codes c ON c.file_id = f.id AND c.model_id = ? "
+               "WHERE f.status = 'ok' AND c.file_id IS NULL AND r.online = 1")
+        params: list = [model_id]
+        if root_ids is not None:
+            sql += f" AND f.root_id IN ({','.join('?' * len(root_ids))})"
+            params += list(root_ids)
+        sql += " ORDER BY f.id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [_file(r) for r in self._q(sql, params)]
+
+    def count_files(self, status: str | None = None) -> int:
+        """Number of file rows (of a status)."""
+        if status is None:
+            return self._q("SELECT COUNT(*) FROM files")[0][0]
+        return self._q("SELECT COUNT(*) FROM files WHERE status = ?", (status,))[0][0]
+
+    def count_phashes(self) -> int:
+        """Number of ``ok`` files with a pHash."""
+        return self._q(
+            "SELECT COUNT(*) FROM files WHERE status = 'ok' AND phash IS NOT NULL")[0][0]
+
+    def count_codes(self, model_id: str) -> int:
+        """Number of files with a code for ``model_id``."""
+        return self._q("SELECT COUNT(*) FROM codes WHERE model_id = ?", (model_id,))[0][0]
+
+    def errors(self, limit: int = 1000) -> list[FileRecord]:
+        """Files that failed to decode."""
+        return [_file(r) for r in self._q(
+            f"SELECT {_FILE_COLS} FROM files WHERE status = 'error' ORDER BY path LIMIT ?",
+            (limit,))]
+
+    def iter_codes(
+        self, model_id: str, chunk: int = 65536
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All codes of a model, in chunks of ``(ids int64 [n], codes uint8 [n, n_bits//8])``."""
+        last = -1
+        while True:
+            rows = self._q(
+                "SELECT file_id, code FROM codes WHERE model_id = ? AND file_id > ? "
+                "ORDER BY file_id LIMIT ?", (model_id, last, chunk))
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(
+                len(rows), -1)
+            yield ids, codes
+            last = int(ids[-1])
+
+    def all_phashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], phash uint64 [n])`` of every ``ok`` file."""
+        rows = self._q("SELECT id, phash FROM files WHERE status = 'ok' AND phash IS NOT NULL "
+                       "ORDER BY id")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
+        return ids, ph
+
+    def all_embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], embeddings float32 [n, d])`` of a model, by id."""
+        sizes = self.model_sizes(model_id)
+        rows = self._q("SELECT file_id, embedding FROM codes WHERE model_id = ? ORDER BY file_id",
+                       (model_id,))
+        d = sizes[1] if sizes else 0
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        emb = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(len(rows), d)
+        return ids, emb.astype(np.float32)
+
+    def fetch_for_ranking(
+        self, ids: Sequence[int], model_id: str
+    ) -> dict[int, tuple[FileRecord, np.ndarray | None, np.ndarray | None]]:
+        """Records, codes and float32 embeddings of the given file ids (missing ids skipped)."""
+        out: dict[int, tuple[FileRecord, np.ndarray | None, np.ndarray | None]] = {}
+        ids = [int(i) for i in ids]
+        cols = ", ".join("f." + c.strip() for c in _FILE_COLS.split(","))
+        for s in range(0, len(ids), 900):
+            part = ids[s:s + 900]
+            rows = self._q(
+                f"SELECT {cols}, c.code, c.embedding FROM files f "
+                "LEFT JOIN codes c ON c.file_id = f.id AND c.model_id = ? "
+                f"WHERE f.id IN ({','.join('?' * len(part))})", [model_id, *part])
+            for r in rows:
+                code = np.frombuffer(r[11], dtype=np.uint8) if r[11] is not None else None
+                emb = (np.frombuffer(r[12], dtype=np.float16).astype(np.float32)
+                       if r[12] is not None else None)
+                out[r[0]] = (_file(r), code, emb)
+        return out
+
+    # ----------------------------------------------------------------- files: writes
+    def upsert_file(
+        self, *, root_id: int, path: str, size: int, mtime_ns: int,
+        fingerprint: str | None, status: str, error: str | None = None,
+        phash: int | None = None, width: int | None = None, height: int | None = None,
+    ) -> int:
+        """Insert or update the row of ``path`` (keeping its id); returns the row id.
+
+        Codes of an updated row are deleted (its content changed); write new ones with
+        :meth:`put_codes` in the same transaction.
+        """
+        if status not in FILE_STATUSES:
+            raise ValueError(f"status must be one of {FILE_STATUSES}")
+        with self._lock, self.transaction():
+            c = self._conn
+            row = c.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
+            vals = (root_id, size, mtime_ns, fingerprint, phash_to_db(phash), width, height,
+                    status, error, time.time())
+            if row is None:
+                cur = c.execute(
+                    "INSERT INTO files(root_id, size, mtime_ns, fingerprint, phash, width, "
+                    "height, status, error, updated_at, path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (*vals, path))
+                return int(cur.lastrowid)  # type: ignore[arg-type]
+            fid = int(row[0])
+            c.execute(
+                "UPDATE files SET root_id=?, size=?, mtime_ns=?, fingerprint=?, phash=?, "
+                "width=?, height=?, status=?, error=?, updated_at=? WHERE id=?", (*vals, fid))
+            c.execute("DELETE FROM codes WHERE file_id = ?", (fid,))
+            return fid
+
+    def move_file(self, file_id: int, new_path: str, root_id: int, mtime_ns: int) -> None:
+        """Give a row a new path (a moved/renamed file keeps its id, codes and hashes)."""
+        with self._lock, self.transaction():
+            self._conn.execute(
+                "UPDATE files SET path = ?, root_id = ?, mtime_ns = ?, updated_at = ? "
+                "WHERE id = ?", (new_path, root_id, mtime_ns, time.time(), file_id))
+
+    def delete_files(self, ids: Iterable[int]) -> None:
+        """Delete file rows (and their codes)."""
+        with self._lock, self.transaction():
+            self._conn.executemany("DELETE FROM files WHERE id = ?", [(int(i),) for i in ids])
+
+    def put_codes(
+        self, model_id: str, ids: Sequence[int], codes: np.ndarray, embeddings: np.ndarray
+    ) -> None:
+        """Store codes uint8 ``[n, n_bits//8]`` and embeddings ``[n, d]`` (as fp16)."""
+        assert len(ids) == len(codes) == len(embeddings), "ids/codes/embeddings length differ"
+        emb16 = np.ascontiguousarray(embeddings, dtype=np.float16)
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        with self._lock, self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO codes(file_id, model_id, code, embedding) "
+                "VALUES (?,?,?,?)",
+                [(int(i), model_id, codes[j].tobytes(), emb16[j].tobytes())
+                 for j, i in enumerate(ids)])

@@ -1,0 +1,240 @@
+"""Faiss binary index keyed by catalog row id: a rebuildable cache of the catalog's codes.
+
+``faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(n_bits))``: exact Hamming search, a few ms
+per million 64-bit codes. Saved as one file (header + serialised index) written to a temp
+file and ``os.replace``-d, so a crash leaves either the old or the new file. The header
+records the model id, code length, entry count, the catalog ``generation`` it matches and a
+checksum; :func:`load_or_rebuild` rebuilds from the catalog when the file is missing,
+corrupt, for another model or stale.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import struct
+import tempfile
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+__all__ = ["BinaryIndex", "IndexLoadError", "load_or_rebuild"]
+
+logger = logging.getLogger(__name__)
+
+_MAGIC = b"CUKDIDX1"
+
+
+class IndexLoadError(Exception):
+    """An index file is missing, corrupt or does not match what the caller expects."""
+
+
+class BinaryIndex:
+    """Thread-safe Hamming index of packed codes keyed by int64 ids.
+
+    One lock serialises writers and readers (faiss is not safe to search while adding);
+    exact searches over a million codes take milliseconds, so readers barely wait.
+
+    Args:
+        n_bits: code length, a multiple of 8.
+        model_id: model whose codes this holds (recorded in saved files).
+    """
+
+    def __init__(self, n_bits: int, model_id: str = "") -> None:
+        assert n_bits % 8 == 0 and n_bits > 0, f"n_bits must be a multiple of 8, got {n_bits}"
+        self.n_bits = n_bits
+        self.model_id = model_id
+        self.generation = -1
+        self._lock = threading.RLock()
+        self._index = faiss.IndexBinaryIDMap2(faiss.IndexBinaryFlat(n_bits))
+
+    @property
+    def ntotal(self) -> int:
+        """Number of codes."""
+        with self._lock:
+            return int(self._index.ntotal)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def _check(self, codes: np.ndarray) -> np.ndarray:
+        codes = np.ascontiguousarray(codes, dtype=np.uint8)
+        if codes.ndim == 1:
+            codes = codes[None]
+        assert codes.shape[1] == self.n_bits // 8, (
+            f"codes must be [N, {self.n_bits // 8}] uint8, got {codes.shape}")
+        return codes
+
+    def add(self, ids: Iterable[int] | np.ndarray, codes: np.ndarray) -> None:
+        """Add or replace codes ``[N, n_bits//8]`` under ``ids`` (existing ids are replaced)."""
+        ids = np.ascontiguousarray(np.asarray(ids, dtype=np.int64).ravel())
+        codes = self._check(codes)
+        assert len(ids) == len(codes), "ids and codes differ in length"
+        if not len(ids):
+            return
+        with self._lock:
+            self._index.remove_ids(ids)
+            self._index.add_with_ids(codes, ids)
+
+    def remove(self, ids: Iterable[int] | np.ndarray) -> int:
+        """Remove ids (unknown ids are ignored); returns how many were removed."""
+        ids = np.ascontiguousarray(np.asarray(list(ids) if not isinstance(ids, np.ndarray)
+                                              else ids, dtype=np.int64).ravel())
+        if not len(ids):
+            return 0
+        with self._lock:
+            return int(self._index.remove_ids(ids))
+
+    def reconstruct(self, file_id: int) -> np.ndarray | None:
+        """The stored code of an id, or None."""
+        with self._lock:
+            try:
+                return self._index.reconstruct(int(file_id))
+            except RuntimeError:
+                return None
+
+    def search(self, codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """k nearest codes by Hamming distance.
+
+        Returns:
+            ``(distances int32 [Q, k], ids int64 [Q, k])``; missing slots have id -1.
+        """
+        codes = self._check(codes)
+        with self._lock:
+            k = max(1, min(int(k), max(1, int(self._index.ntotal))))
+            d, i = self._index.search(codes, k)
+        return d.astype(np.int32), i
+
+    def range_search(self, codes: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """All codes within Hamming distance ``<= radius`` of each query.
+
+        Returns:
+            One ``(distances int32 [m], ids int64 [m])`` per query, sorted by distance.
+        """
+        codes = self._check(codes)
+        with self._lock:
+            if self._index.ntotal == 0:
+                return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in codes]
+            # faiss' binary range search is strict (< radius).
+            lims, d, i = self._index.range_search(codes, int(radius) + 1)
+        out = []
+        for q in range(len(codes)):
+            dq = d[lims[q]:lims[q + 1]].astype(np.int32)
+            iq = i[lims[q]:lims[q + 1]].astype(np.int64)
+            order = np.argsort(dq, kind="stable")
+            out.append((dq[order], iq[order]))
+        return out
+
+    def ids(self) -> np.ndarray:
+        """All ids in the index (int64)."""
+        with self._lock:
+            n = self._index.ntotal
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64)[:n]
+
+    # ----------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str], generation: int | None = None) -> None:
+        """Write atomically (temp file in the same folder + ``os.replace``)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            if generation is not None:
+                self.generation = generation
+            payload = faiss.serialize_index_binary(self._index).tobytes()
+            header = json.dumps({
+                "model_id": self.model_id, "n_bits": self.n_bits,
+                "ntotal": int(self._index.ntotal), "generation": self.generation,
+                "blake2b": hashlib.blake2b(payload, digest_size=16).hexdigest(),
+            }).encode()
+        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(_MAGIC + struct.pack("<I", len(header)) + header + payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BinaryIndex:
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            IndexLoadError: missing, truncated, corrupt or inconsistent file.
+        """
+        try:
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            raise IndexLoadError(f"{path}: {exc}") from exc
+        if len(data) < 12 or data[:8] != _MAGIC:
+            raise IndexLoadError(f"{path}: not an index file")
+        (hlen,) = struct.unpack("<I", data[8:12])
+        try:
+            header = json.loads(data[12:12 + hlen])
+            payload = data[12 + hlen:]
+            if hashlib.blake2b(payload, digest_size=16).hexdigest() != header["blake2b"]:
+                raise IndexLoadError(f"{path}: checksum mismatch")
+            raw = faiss.deserialize_index_binary(np.frombuffer(payload, dtype=np.uint8))
+        except IndexLoadError:
+            raise
+        except Exception as exc:  # json, KeyError, faiss RuntimeError
+            raise IndexLoadError(f"{path}: corrupt ({exc})") from exc
+        if raw.ntotal != header["ntotal"] or raw.d != header["n_bits"]:
+            raise IndexLoadError(f"{path}: header does not match index")
+        idx = cls(int(header["n_bits"]), str(header["model_id"]))
+        idx._index = faiss.downcast_IndexBinary(raw) if not isinstance(
+            raw, faiss.IndexBinaryIDMap2) else raw
+        if not isinstance(idx._index, faiss.IndexBinaryIDMap2):
+            raise IndexLoadError(f"{path}: unexpected index type {type(idx._index).__name__}")
+        idx.generation = int(header["generation"])
+        return idx
+
+
+def load_or_rebuild(
+    path: str | os.PathLike[str],
+    *,
+    model_id: str,
+    n_bits: int,
+    generation: int,
+    expected_count: int,
+    rebuild: Callable[[BinaryIndex], None],
+) -> tuple[BinaryIndex, bool]:
+    """Load a saved index, or rebuild it when missing, corrupt, foreign or stale.
+
+    Args:
+        path: index file.
+        model_id, n_bits: what the index must hold.
+        generation: the catalog's current generation; any other value means stale.
+        expected_count: how many codes the catalog has for the model.
+        rebuild: fills an empty index from the catalog.
+
+    Returns:
+        ``(index, rebuilt)``; a rebuilt index is saved before returning.
+    """
+    try:
+        idx = BinaryIndex.load(path)
+        problems = []
+        if idx.model_id != model_id or idx.n_bits != n_bits:
+            problems.append(f"model {idx.model_id}/{idx.n_bits} != {model_id}/{n_bits}")
+        if idx.generation != generation:
+            problems.append(f"generation {idx.generation} != catalog {generation}")
+        if idx.ntotal != expected_count:
+            problems.append(f"{idx.ntotal} codes != catalog {expected_count}")
+        if not problems:
+            return idx, False
+        logger.info("index %s is stale (%s); rebuilding", path, "; ".join(problems))
+    except IndexLoadError as exc:
+        if Path(path).exists():
+            logger.warning("index unusable, rebuilding from catalog: %s", exc)
+        else:
+            logger.info("no index at %s; building from catalog", path)
+    idx = BinaryIndex(n_bits, model_id)
+    rebuild(idx)
+    idx.save(path, generation)
+    return idx, True

@@ -1,0 +1,358 @@
+"""Two-stage search and duplicate finding over the library.
+
+Stage 1, candidates: the ``k' = max(candidate_factor * k, min_candidates)`` nearest codes by
+Hamming distance from the faiss binary index (or every code within a Hamming radius), plus
+every file whose 64-bit pHash lies within ``phash_radius`` of the query's (the *hash
+channel*: pHash keeps the near-duplicates that short binary codes lose under blur, rescaling
+and recompression).
+
+Stage 2, re-rank: cosine similarity of the stored fp16 embeddings to the query embedding.
+
+Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
+
+- ``identical``: byte-identical content (same size + fingerprint), or pHash distance
+  ``<= identical_phash`` (0) with cosine ``>= identical_cosine`` (0.995): the same picture,
+  perhaps re-saved.
+- ``near_duplicate``: pHash distance ``<= near_duplicate_phash`` (10 of 64 bits: resize,
+  recompression, mild colour edits), or cosine ``>= near_duplicate_cosine`` (0.95: crops,
+  borders and rotations, where pHash fails).
+- ``similar``: everything else among the candidates.
+
+Results are ordered by tier, then cosine, then Hamming distance. With ``robust=True`` the
+query is encoded in the 8 orientations (4 rotations x mirror) and, per file, the best
+distance/similarity over orientations is kept.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from ..imageio import ImageLoadError, phash
+from .catalog import Catalog, FileRecord
+from .encoder import ImageEncoder, check_encoder_output
+from .index import BinaryIndex
+from .scanner import decode_for_index, reduce_for_index
+
+__all__ = [
+    "TIERS",
+    "DuplicateGroup",
+    "Query",
+    "SearchConfig",
+    "SearchHit",
+    "TierThresholds",
+    "find_duplicates",
+    "hamming_matrix",
+    "phash_codes",
+    "prepare_query",
+    "run_search",
+]
+
+logger = logging.getLogger(__name__)
+
+TIERS = ("identical", "near_duplicate", "similar")
+_TIER_RANK = {t: i for i, t in enumerate(TIERS)}
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+_ORIENTATIONS: tuple[Image.Transpose | None, ...] = (
+    None, Image.Transpose.ROTATE_90, Image.Transpose.ROTATE_180, Image.Transpose.ROTATE_270,
+    Image.Transpose.FLIP_LEFT_RIGHT, Image.Transpose.TRANSPOSE, Image.Transpose.FLIP_TOP_BOTTOM,
+    Image.Transpose.TRANSVERSE,
+)
+
+
+@dataclass(frozen=True)
+class TierThresholds:
+    """Tier boundaries; see the module docstring."""
+
+    identical_phash: int = 0
+    identical_cosine: float = 0.995
+    near_duplicate_phash: int = 10
+    near_duplicate_cosine: float = 0.95
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Search settings.
+
+    Attributes:
+        candidate_factor: stage-1 candidates per requested result.
+        min_candidates: at least this many stage-1 candidates.
+        phash_radius: hash-channel candidate radius (bits of 64); 0 disables the channel.
+        thresholds: tier boundaries.
+    """
+
+    candidate_factor: int = 10
+    min_candidates: int = 100
+    phash_radius: int = 10
+    thresholds: TierThresholds = TierThresholds()
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result. ``score`` is cosine similarity; ``hamming`` the code distance in bits;
+    ``phash_distance`` the pHash distance (None if unknown); ``mtime`` in seconds."""
+
+    file_id: int
+    path: str
+    score: float
+    hamming: int
+    phash_distance: int | None
+    tier: str
+    size: int
+    mtime: float
+    width: int | None
+    height: int | None
+
+
+@dataclass(frozen=True)
+class Query:
+    """An encoded query: one row per orientation.
+
+    Attributes:
+        codes: uint8 ``[V, n_bits//8]``.
+        embeddings: float32 ``[V, embed_dim]``.
+        phashes: pHash per orientation (may be empty).
+        exclude_id: catalog id of the query file itself, if indexed.
+        fingerprint: content fingerprint of the query file (for the identical tier).
+        size: byte size of the query file.
+    """
+
+    codes: np.ndarray
+    embeddings: np.ndarray
+    phashes: tuple[int, ...]
+    exclude_id: int | None = None
+    fingerprint: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class DuplicateGroup:
+    """Files that are copies or near-copies of each other (largest first)."""
+
+    tier: str
+    files: tuple[FileRecord, ...]
+
+
+def hamming_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between packed codes ``a [n, B]`` and ``b [m, B]`` → int32 ``[n, m]``."""
+    x = np.bitwise_xor(a[:, None, :], b[None, :, :])
+    return _POPCOUNT[x].sum(axis=2, dtype=np.int32)
+
+
+def _phash_dist(a: int, b: int) -> int:
+    return ((a ^ b) & 0xFFFF_FFFF_FFFF_FFFF).bit_count()
+
+
+def phash_codes(values: Sequence[int]) -> np.ndarray:
+    """64-bit hashes → packed big-endian uint8 ``[n, 8]`` (bit 63 first, as pHash bits)."""
+    return np.asarray([int(v) for v in values], dtype=">u8").view(np.uint8).reshape(-1, 8)
+
+
+def _encode_images(
+    encoder: ImageEncoder, images: list[Image.Image]
+) -> tuple[np.ndarray, np.ndarray]:
+    codes, emb = encoder.encode(images)
+    return check_encoder_output(encoder, len(images), codes, emb)
+
+
+def prepare_query(
+    query: str | os.PathLike[str] | Image.Image | int,
+    *, catalog: Catalog, encoder: ImageEncoder, decode_size: int, robust: bool = False,
+) -> Query:
+    """Encode a query given as a file path, an in-memory image or an indexed file id.
+
+    An indexed, unchanged file reuses its stored code, embedding and pHash (unless
+    ``robust``), and is excluded from its own results.
+
+    Raises:
+        ImageLoadError: the query file cannot be decoded.
+        KeyError: unknown file id.
+    """
+    model_id = encoder.model_id
+    exclude_id = fingerprint = size = None
+    image: Image.Image | None = None
+    if isinstance(query, int | np.integer):
+        rec = catalog.get_file(int(query))
+        if rec is None:
+            raise KeyError(f"no file with id {query}")
+        exclude_id, fingerprint, size = rec.id, rec.fingerprint, rec.size
+        stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
+        if stored and stored[1] is not None and stored[2] is not None and not robust:
+            return Query(stored[1][None], stored[2][None], (rec.phash,) if rec.phash is not None
+                         else (), exclude_id, fingerprint, size)
+        query = rec.path
+    if isinstance(query, Image.Image):
+        image = reduce_for_index(query.convert("RGB"), decode_size)
+    else:
+        path = os.path.normpath(os.path.abspath(os.fspath(query)))
+        rec = catalog.get_file_by_path(path)
+        try:
+            st = os.stat(path)
+        except OSError as exc:
+            raise ImageLoadError(path, "unreadable", str(exc)) from exc
+        if rec is not None:
+            exclude_id = rec.id
+            if rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns and not robust:
+                stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
+                if stored and stored[1] is not None and stored[2] is not None:
+                    return Query(stored[1][None], stored[2][None],
+                                 (rec.phash,) if rec.phash is not None else (),
+                                 exclude_id, rec.fingerprint, rec.size)
+        decoded = decode_for_index(path, decode_size, size=st.st_size)
+        if decoded.error is not None:
+            raise decoded.error
+        image, fingerprint, size = decoded.image, decoded.fingerprint, st.st_size
+    assert image is not None
+    images = [image if t is None else image.transpose(t)
+              for t in (_ORIENTATIONS if robust else _ORIENTATIONS[:1])]
+    codes, emb = _encode_images(encoder, images)
+    return Query(codes, emb, tuple(phash(im) for im in images), exclude_id, fingerprint, size)
+
+
+def _tier(
+    t: TierThresholds, ph_d: int | None, cos: float, same_bytes: bool
+) -> str:
+    if same_bytes or (ph_d is not None and ph_d <= t.identical_phash
+                      and cos >= t.identical_cosine):
+        return "identical"
+    if (ph_d is not None and ph_d <= t.near_duplicate_phash) or cos >= t.near_duplicate_cosine:
+        return "near_duplicate"
+    return "similar"
+
+
+def run_search(
+    query: Query, *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
+    phash_index: BinaryIndex | None, k: int = 20, radius: int | None = None,
+    config: SearchConfig = SearchConfig(),
+) -> list[SearchHit]:
+    """Stage 1 candidates + stage 2 re-rank + tiers (see the module docstring).
+
+    Args:
+        query: from :func:`prepare_query`.
+        k: results wanted (a cap on results for radius queries).
+        radius: if given, code candidates are all files within this Hamming distance
+            (hash-channel near-duplicates are kept even beyond it).
+    """
+    kprime = max(config.candidate_factor * k, config.min_candidates)
+    cand: set[int] = set()
+    if radius is None:
+        _, ids = code_index.search(query.codes, kprime)
+        cand.update(int(i) for i in ids.ravel() if i >= 0)
+    else:
+        for _, ids in code_index.range_search(query.codes, radius):
+            cand.update(int(i) for i in ids)
+    if phash_index is not None and config.phash_radius > 0 and query.phashes:
+        for _, ids in phash_index.range_search(phash_codes(query.phashes), config.phash_radius):
+            cand.update(int(i) for i in ids[:kprime])
+    cand.discard(-1)
+    if query.exclude_id is not None:
+        cand.discard(query.exclude_id)
+    if not cand:
+        return []
+    rows = catalog.fetch_for_ranking(sorted(cand), model_id)
+    rows = {i: r for i, r in rows.items() if r[1] is not None and r[2] is not None}
+    if not rows:
+        return []
+    ids = list(rows)
+    codes = np.stack([rows[i][1] for i in ids])
+    embs = np.stack([rows[i][2] for i in ids])
+    ham = hamming_matrix(query.codes, codes).min(axis=0)
+    cos = (query.embeddings @ embs.T).max(axis=0)
+    hits = []
+    t = config.thresholds
+    for j, i in enumerate(ids):
+        rec = rows[i][0]
+        ph_d = (min(_phash_dist(q, rec.phash) for q in query.phashes)
+                if query.phashes and rec.phash is not None else None)
+        same = (query.fingerprint is not None and rec.fingerprint == query.fingerprint
+                and rec.size == query.size)
+        tier = _tier(t, ph_d, float(cos[j]), same)
+        if radius is not None and ham[j] > radius and tier == "similar":
+            continue
+        hits.append(SearchHit(
+            file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[j]),
+            phash_distance=ph_d, tier=tier, size=rec.size, mtime=rec.mtime_ns / 1e9,
+            width=rec.width, height=rec.height))
+    hits.sort(key=lambda h: (_TIER_RANK[h.tier], -h.score, h.hamming, h.file_id))
+    return hits[:k]
+
+
+def find_duplicates(
+    *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
+    phash_index: BinaryIndex | None, thresholds: TierThresholds = TierThresholds(),
+    neighbours: int = 8, chunk: int = 4096,
+) -> list[DuplicateGroup]:
+    """Group the whole library into sets of identical / near-duplicate files.
+
+    Two files are linked when their pHash distance is ``<= near_duplicate_phash``, or when
+    one is among the other's ``neighbours`` nearest codes and their embedding cosine is
+    ``>= near_duplicate_cosine``. Groups are connected components of the links; a group is
+    ``identical`` if all its files share one fingerprint or pHash distance
+    ``<= identical_phash`` to the first, else ``near_duplicate``.
+    """
+    parent: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        parent.setdefault(ra, ra)
+        parent.setdefault(rb, rb)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    ph_ids, phs = catalog.all_phashes()
+    if phash_index is not None and len(ph_ids):
+        for s in range(0, len(ph_ids), chunk):
+            q = phash_codes(phs[s:s + chunk].tolist())
+            for qi, (_, ids) in enumerate(phash_index.range_search(
+                    q, thresholds.near_duplicate_phash)):
+                a = int(ph_ids[s + qi])
+                for b in ids:
+                    if int(b) != a:
+                        union(a, int(b))
+    e_ids, embs = catalog.all_embeddings(model_id)
+    if len(e_ids) > 1:
+        pos = {int(i): j for j, i in enumerate(e_ids)}
+        for s in range(0, len(e_ids), chunk):
+            part = e_ids[s:s + chunk]
+            codes = np.stack([code_index.reconstruct(int(i)) for i in part])
+            _, nn = code_index.search(codes, min(neighbours + 1, len(e_ids)))
+            for qi, row in enumerate(nn):
+                a = int(part[qi])
+                ea = embs[pos[a]]
+                for b in row:
+                    b = int(b)
+                    if b < 0 or b == a or b not in pos:
+                        continue
+                    if float(ea @ embs[pos[b]]) >= thresholds.near_duplicate_cosine:
+                        union(a, b)
+    groups: dict[int, list[int]] = {}
+    for x in list(parent):
+        groups.setdefault(find(x), []).append(x)
+    out = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        recs = [r for r in (catalog.get_file(i) for i in sorted(members)) if r is not None]
+        if len(recs) < 2:
+            continue
+        first = recs[0]
+        same_fp = all(r.fingerprint == first.fingerprint and r.size == first.size
+                      for r in recs)
+        same_ph = first.phash is not None and all(
+            r.phash is not None and _phash_dist(r.phash, first.phash)
+            <= thresholds.identical_phash for r in recs)
+        out.append(DuplicateGroup("identical" if same_fp or same_ph else "near_duplicate",
+                                  tuple(recs)))
+    out.sort(key=lambda g: (-len(g.files), g.files[0].path))
+    return out
