@@ -166,6 +166,17 @@ def _hamming(q_signed: np.ndarray, d_signed: np.ndarray) -> np.ndarray:
     return np.rint((n_bits - q_signed @ d_signed.T) * 0.5).astype(np.int32)
 
 
+_CHUNK_ELEMENTS = 4_000_000
+
+
+def _chunk(chunk_size: int | None, n_db: int) -> int:
+    if chunk_size is None:
+        return max(1, _CHUNK_ELEMENTS // max(n_db, 1))
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    return int(chunk_size)
+
+
 def _ks(ks: int | Sequence[int] | None) -> list[int]:
     if ks is None:
         return []
@@ -216,7 +227,7 @@ def evaluate_codes(
     map_k: int | Sequence[int] | None = None,
     precision_k: int | Sequence[int] | None = (100, 1000),
     radius: int = 2,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
     on_progress: ProgressFn | None = None,
 ) -> EvalResult:
     """All Hamming-ranking metrics of packed codes in one vectorised pass.
@@ -229,7 +240,8 @@ def evaluate_codes(
         map_k: cut-off(s) for mAP@k (e.g. 5000 for NUS-WIDE); mAP@all is always computed.
         precision_k: cut-off(s) for precision@k.
         radius: Hamming radius of ``precision_radius``.
-        chunk_size: queries per vectorised block.
+        chunk_size: queries per vectorised block; default keeps each ``[chunk, N_db]`` array
+            near 4 M elements (about 32 MB in float64).
         on_progress: called as ``on_progress(done_queries, n_queries)`` after each block.
 
     Returns:
@@ -240,9 +252,8 @@ def evaluate_codes(
     """
     q, d = _check_codes(query_codes, db_codes)
     ql, dl = _check_labels(query_labels, db_labels, len(q), len(d))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     n_q, n_db, n_bits = len(q), len(d), 8 * q.shape[1]
+    chunk_size = _chunk(chunk_size, n_db)
     if not 0 <= radius <= n_bits:
         raise ValueError(f"radius must be in [0, {n_bits}], got {radius}")
     stats = _RankStats(_ks(map_k), _ks(precision_k), n_db)
@@ -302,7 +313,7 @@ def mean_average_precision(
     query_labels: ArrayLike,
     db_labels: ArrayLike,
     k: int | None = None,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
 ) -> float:
     """mAP@k (``k=None``: mAP@all) over Hamming ranking of packed codes.
 
@@ -311,6 +322,7 @@ def mean_average_precision(
     q, d = _check_codes(query_codes, db_codes)
     ql, dl = _check_labels(query_labels, db_labels, len(q), len(d))
     stats = _RankStats(_ks(k), [], len(d))
+    chunk_size = _chunk(chunk_size, len(d))
     d_signed = _signed_bits(d)
     for start in range(0, len(q), chunk_size):
         stop = min(start + chunk_size, len(q))
@@ -327,7 +339,7 @@ def map_float(
     query_labels: ArrayLike,
     db_labels: ArrayLike,
     k: int | None = None,
-    chunk_size: int = 128,
+    chunk_size: int | None = None,
 ) -> float:
     """mAP@k (``k=None``: mAP@all) of float features ranked by cosine similarity.
 
@@ -339,7 +351,8 @@ def map_float(
         query_labels: ``[Nq]`` or ``[Nq, C]``.
         db_labels: ``[Nd]`` or ``[Nd, C]``.
         k: cut-off, or ``None`` for the whole database.
-        chunk_size: queries per vectorised block.
+        chunk_size: queries per vectorised block; default keeps each ``[chunk, N_db]`` array
+            near 4 M elements (about 32 MB in float64).
 
     Returns:
         The mean average precision.
@@ -352,6 +365,7 @@ def map_float(
     qf = qf / np.maximum(np.linalg.norm(qf, axis=1, keepdims=True), 1e-12)
     df = df / np.maximum(np.linalg.norm(df, axis=1, keepdims=True), 1e-12)
     stats = _RankStats(_ks(k), [], len(df))
+    chunk_size = _chunk(chunk_size, len(df))
     for start in range(0, len(qf), chunk_size):
         stop = min(start + chunk_size, len(qf))
         order = np.argsort(-(qf[start:stop] @ df.T), axis=1, kind="stable")

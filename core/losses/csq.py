@@ -1,9 +1,10 @@
-"""Central Similarity Quantization loss (Yuan, Wang, Wang, Shi, Xie, Tian, Feng; CVPR 2020).
+"""Central Similarity Quantization loss (Yuan et al., CVPR 2020).
 
 CSQ is one of the two step-2 losses of CUKDFIR (Reddy et al., arXiv:2207.09070). Every class ``c``
 gets a fixed ±1 *hash centre* ``h_c`` (``K`` bits); an image is pulled towards the centre of its
-class by a bitwise binary cross-entropy between ``(tanh(u) + 1)/2`` and ``(h + 1)/2`` (CSQ eq. 5),
-plus ``lambda_q * mean((|tanh(u)| - 1)^2)`` (eq. 6, the quantization term of the CSQ code).
+class by a bitwise binary cross-entropy between ``(tanh(u) + 1)/2`` and ``(h + 1)/2`` (the central
+similarity term), plus ``lambda_q * mean((|tanh(u)| - 1)^2)`` (the quantization term of the
+CSQ code).
 Since ``(tanh(u) + 1)/2 = sigmoid(2u)`` the BCE is computed on the logits ``2u``, which is the
 same function but stays finite when ``tanh`` saturates.
 
