@@ -64,3 +64,32 @@ def test_bad_inputs_raise() -> None:
         unpack_codes(np.zeros((2, 2), dtype=np.int32))
     with pytest.raises(ValueError, match="does not fit"):
         unpack_codes(np.zeros((2, 2), dtype=np.uint8), n_bits=17)
+
+
+@pytest.mark.parametrize("loss_name", ["csq", "dch"])
+def test_head_trained_with_each_loss_retrieves_clusters(loss_name: str) -> None:
+    """Smoke test of head + loss + packing + evaluation on separable synthetic features."""
+    from core.evaluate import evaluate_codes
+    from core.losses import CSQLoss, DCHLoss
+
+    means = torch.randn(5, 32, generator=torch.Generator().manual_seed(99))
+
+    def data(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        y = torch.randint(5, (n,), generator=g)
+        return means[y] + torch.randn(n, 32, generator=g), y
+
+    torch.manual_seed(0)
+    (x_tr, y_tr), (x_q, y_q), (x_db, y_db) = data(300, 1), data(50, 2), data(300, 3)
+    head = HashHead(32, 16)
+    loss_fn = CSQLoss(5, 16) if loss_name == "csq" else DCHLoss(16)
+    opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+    onehot = torch.nn.functional.one_hot(y_tr, 5).float()
+    for _ in range(100):
+        idx = torch.randint(300, (64,))
+        opt.zero_grad()
+        loss_fn(head(x_tr[idx]), onehot[idx]).backward()
+        opt.step()
+    with torch.no_grad():
+        res = evaluate_codes(pack_codes(head(x_q)), pack_codes(head(x_db)), y_q, y_db)
+    assert res.map > 0.9
