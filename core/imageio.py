@@ -184,7 +184,30 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
             raise ImageLoadError(p, "truncated", msg) from exc
         if "security limit" in low or "too large" in low:
             raise ImageLoadError(p, "too_large", msg) from exc
+        if _container_truncated(p, size):
+            raise ImageLoadError(p, "truncated", msg) from exc
         raise ImageLoadError(p, "corrupt", msg) from exc
+
+
+def _container_truncated(path: Path, size: int) -> bool:
+    """After a decode error: does the container say the file is cut short?
+
+    RIFF (WebP) declares its length; JPEG must end with EOI, PNG with IEND.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+            f.seek(max(0, size - 12))
+            tail = f.read(12)
+    except OSError:
+        return False
+    if head[:4] == b"RIFF" and len(head) >= 8:
+        return int.from_bytes(head[4:8], "little") + 8 > size
+    if head[:2] == b"\xff\xd8":
+        return b"\xff\xd9" not in tail
+    if head[:8] == b"\x89PNG\r\n\x1a\n":
+        return b"IEND" not in tail
+    return False
 
 
 def _draft(im: Image.Image, draft_size: int) -> None:
