@@ -1,0 +1,169 @@
+"""The ``cukd`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+__all__ = ["ProgressBar", "main"]
+
+log = logging.getLogger("cukd")
+
+
+class ProgressBar:
+    """A single-line terminal progress bar with rate and ETA (written to stderr)."""
+
+    def __init__(self, stream=None, width: int = 30, min_interval: float = 0.2) -> None:
+        self.stream = stream or sys.stderr
+        self.width = width
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._label = ""
+
+    def update(self, label: str, done: int, total: int, rate: float, eta: float | None,
+               extra: str = "") -> None:
+        now = time.monotonic()
+        if now - self._last < self.min_interval and done < total:
+            return
+        self._last = now
+        if label != self._label and self._label:
+            self.stream.write("\n")
+        self._label = label
+        frac = done / total if total else 1.0
+        bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
+        eta_s = "--:--" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
+        self.stream.write(f"\r{label} [{bar}] {done}/{total} {rate:6.1f} img/s ETA {eta_s}"
+                          f" {extra}  ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._label:
+            self.stream.write("\n")
+            self.stream.flush()
+        self._label = ""
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _cmd_models(a: argparse.Namespace) -> int:
+    from core.models import TEACHERS, create_student, measure
+    from core.models.teachers import TEACHER_ARCHS, TeacherWeightsError, create_teacher
+
+    rows = []
+    for name in TEACHERS:
+        try:
+            model = create_teacher(name, input_size=a.size).backbone
+            status = "installed"
+        except TeacherWeightsError:
+            if name not in TEACHER_ARCHS:
+                rows.append((name, "teacher", None, None, "weights not installed"))
+                continue
+            model, status = TEACHER_ARCHS[name](), "weights not installed"
+        c = measure(model, a.size)
+        rows.append((name, "teacher", c.params, c.macs, status))
+    from core.models import list_students
+
+    for name in list_students():
+        s = create_student(name, a.size)
+        c = measure(s.backbone, a.size)
+        rows.append((name, "student", c.params, c.macs, f"{s.feature_dim}-d output"))
+    if a.json:
+        print(json.dumps([dict(zip(("name", "role", "params", "macs", "note"), r, strict=True))
+                          for r in rows], indent=2))
+        return 0
+    print(f"{'model':<22}{'role':<9}{'params (M)':>11}{'MACs (M) @' + str(a.size):>15}  note")
+    for name, role, p, m, note in rows:
+        ps = f"{p / 1e6:11.2f}" if p is not None else f"{'-':>11}"
+        ms = f"{m / 1e6:15.1f}" if m is not None else f"{'-':>15}"
+        print(f"{name:<22}{role:<9}{ps}{ms}  {note}")
+    return 0
+
+
+def _cmd_distill(a: argparse.Namespace) -> int:
+    from core.data import list_images
+    from core.distill import DistillConfig, distill
+
+    cfg = DistillConfig(student=a.student, teacher=a.teacher, input_size=a.size,
+                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, views=a.views,
+                        seed=a.seed, cache_pixels=not a.no_pixel_cache)
+    images = list_images(a.images)
+    val = list_images(a.val) if a.val else None
+    bar = ProgressBar()
+
+    def progress(p) -> None:
+        label = "teacher features" if p.phase == "cache" else f"epoch {p.epoch}/{p.epochs}"
+        bar.update(label, p.done, p.total, p.images_per_s, p.eta_seconds,
+                   "" if p.loss is None else f"loss {p.loss:.4f}")
+
+    res = distill(cfg, images, a.out, teacher_weights=a.teacher_weights, cache_dir=a.cache,
+                  val_images=val, resume=not a.restart, on_progress=progress,
+                  data_description=str(a.images))
+    bar.close()
+    for h in res.history:
+        print(f"epoch {h['epoch']}: loss {h['loss']:.4f}"
+              + (f", val cosine {h['val_cosine']:.4f}" if "val_cosine" in h else ""))
+    if res.failed_images:
+        print(f"{len(res.failed_images)} unreadable images skipped", file=sys.stderr)
+    if res.model_path:
+        print(f"model written to {res.model_path} ({res.wall_seconds:.0f} s)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cukd", description="CUKD Image Search command line.")
+    p.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list models with parameters and MACs")
+    m.add_argument("--size", type=int, default=224, help="input size in pixels")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=_cmd_models)
+
+    d = sub.add_parser("distill", help="step 1: distil a student from a frozen teacher")
+    d.add_argument("images", type=Path, help="folder of images or list file")
+    d.add_argument("--out", type=Path, required=True, help="output folder")
+    d.add_argument("--student", default="cukd_mnv2_035")
+    d.add_argument("--teacher", default="mobilenet_v2", help="name, or a+b for an ensemble")
+    d.add_argument("--teacher-weights", type=Path, default=None)
+    d.add_argument("--size", type=int, default=128)
+    d.add_argument("--epochs", type=int, default=20)
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=3e-3)
+    d.add_argument("--views", type=int, default=8, help="cached augmented views per image")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--cache", type=Path, default=None, help="teacher feature cache folder")
+    d.add_argument("--no-pixel-cache", action="store_true",
+                   help="decode images every epoch instead of caching view pixels")
+    d.add_argument("--val", type=Path, default=None, help="images for validation cosine")
+    d.add_argument("--restart", action="store_true", help="ignore a previous run's state")
+    d.set_defaults(func=_cmd_distill)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    a = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if a.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from core.runtime import tune_allocator
+
+    tune_allocator()
+    func: Callable[[argparse.Namespace], int] = a.func
+    try:
+        return func(a)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
+        print(f"cukd {a.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

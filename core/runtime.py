@@ -1,0 +1,34 @@
+"""Process-level runtime tuning shared by the CLI, benchmarks and the app."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import sys
+
+__all__ = ["tune_allocator"]
+
+log = logging.getLogger(__name__)
+_done = False
+
+
+def tune_allocator() -> bool:
+    """Stop glibc from returning freed memory to the OS between batches.
+
+    A batch-64 CPU forward pass otherwise spends most of its time in page faults; this made
+    inference 1.3–2.6× faster here. Equivalent to ``MALLOC_MMAP_MAX_=0
+    MALLOC_TRIM_THRESHOLD_=<large>``. No-op off glibc. Returns whether it applied.
+    """
+    global _done
+    if _done or not sys.platform.startswith("linux"):
+        return _done
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 1 << 40) == 1
+    except (OSError, AttributeError):
+        ok = False
+    _done = ok
+    log.debug("glibc allocator tuning %s", "applied" if ok else "unavailable")
+    return ok
