@@ -573,6 +573,17 @@ class Catalog:
             c.execute("DELETE FROM codes WHERE file_id = ?", (fid,))
             return fid
 
+    def set_file_decoded(
+        self, file_id: int, *, status: str, error: str | None, phash: int | None,
+        width: int | None, height: int | None,
+    ) -> None:
+        """Update decode results of an unchanged file, keeping its codes."""
+        if status not in FILE_STATUSES:
+            raise ValueError(f"status must be one of {FILE_STATUSES}")
+        self._w("UPDATE files SET status=?, error=?, phash=?, width=?, height=?, updated_at=? "
+                "WHERE id=?", (status, error, phash_to_db(phash), width, height, time.time(),
+                               file_id))
+
     def move_file(self, file_id: int, new_path: str, root_id: int, mtime_ns: int) -> None:
         """Give a row a new path (a moved/renamed file keeps its id, codes and hashes)."""
         with self._lock, self.transaction():

@@ -197,18 +197,19 @@ class Library:
 
     def _apply(self, change: BatchChange) -> None:
         """Mirror a committed batch into the in-memory indexes."""
-        live = [self._index] + ([self._pending_index] if self._pending_index else [])
+        pending = self._pending_index
+        live = [self._index] + ([pending] if pending is not None else [])
         for idx in live:
             idx.remove(change.removed_ids)
         if len(change.phash_ids):
             self.phash_index.add(change.phash_ids, phash_codes(change.phashes.tolist()))
         self.phash_index.remove(change.removed_ids)
-        if len(change.ids):
-            for idx in live:
-                if idx.model_id == change.model_id:
+        for idx in live:
+            if idx.model_id == change.model_id:
+                if len(change.ids):
                     idx.add(change.ids, change.codes)
-                else:  # content changed: the other model's code is gone from the catalog
-                    idx.remove(change.ids)
+            else:  # content changed: the other model's code is gone from the catalog
+                idx.remove(change.replaced_ids)
 
     def save(self) -> None:
         """Save the indexes (atomically) stamped with the catalog generation."""

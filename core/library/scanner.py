@@ -131,6 +131,7 @@ class BatchChange:
         phash_ids: file ids whose pHash was (re)written, int64 ``[m]``.
         phashes: uint64 ``[m]``.
         removed_ids: file ids whose code and pHash must go (deleted, now failing).
+        replaced_ids: file ids whose content changed, so other models' codes are gone too.
     """
 
     model_id: str
@@ -139,6 +140,7 @@ class BatchChange:
     phash_ids: np.ndarray
     phashes: np.ndarray
     removed_ids: np.ndarray
+    replaced_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class _Item:
     mtime_ns: int
     kind: str  # "new" | "changed" | "encode"
     fingerprint: str | None = None
+    file_id: int | None = None  # known row ("encode" items)
 
 
 @dataclass
@@ -402,7 +405,8 @@ class Scanner:
                 if r.size != size or r.mtime_ns != mtime_ns:
                     work.append(_Item(root.id, path, size, mtime_ns, "changed"))
                 elif r.status == "pending" or (r.status == "ok" and not has_code):
-                    work.append(_Item(root.id, path, size, mtime_ns, "encode"))
+                    work.append(_Item(root.id, path, size, mtime_ns, "encode", r.fingerprint,
+                                      r.id))
                 else:
                     counts.unchanged += 1
             for path, (r, _) in known.items():
@@ -445,7 +449,8 @@ class Scanner:
             # A moved file that had no code yet still needs one.
             for r, it in moves:
                 if r.status == "pending":
-                    work.append(_Item(it.root_id, it.path, it.size, it.mtime_ns, "encode"))
+                    work.append(_Item(it.root_id, it.path, it.size, it.mtime_ns, "encode",
+                                      r.fingerprint, r.id))
         work.extend(new)
         cancelled = self._encode(work, counts, on_progress, should_stop)
         if full and not cancelled:
@@ -489,7 +494,7 @@ class Scanner:
                     skipped.add(r.id)  # gone or changed: the next scan handles it
                     continue
                 items.append(_Item(r.root_id, r.path, r.size, r.mtime_ns, "encode",
-                                   r.fingerprint))
+                                   r.fingerprint, r.id))
                 if len(items) >= limit:
                     break
             if not items:
@@ -574,6 +579,7 @@ class Scanner:
                 logger.exception("encoder %s failed on a batch of %d", enc.model_id, len(good))
                 encode_error = f"encode_failed: {exc!r}"
         ids: list[int] = []
+        replaced: list[int] = []
         removed: list[int] = []
         ph_ids: list[int] = []
         phs: list[int] = []
@@ -589,11 +595,19 @@ class Scanner:
                 counts.errors.append(ScanError(it.path, d.error.reason, d.error.detail))
                 self._count(it, counts)
             for it, d in good:
-                fid = self.catalog.upsert_file(
-                    root_id=it.root_id, path=it.path, size=it.size, mtime_ns=it.mtime_ns,
-                    fingerprint=d.fingerprint or it.fingerprint,
-                    status="pending" if encode_error else "ok",
-                    error=encode_error or None, phash=d.phash, width=d.width, height=d.height)
+                status = "pending" if encode_error else "ok"
+                if it.file_id is not None and it.kind == "encode":
+                    # Same content: keep the row and other models' codes.
+                    fid = it.file_id
+                    self.catalog.set_file_decoded(fid, status=status, error=encode_error or None,
+                                                  phash=d.phash, width=d.width, height=d.height)
+                else:
+                    fid = self.catalog.upsert_file(
+                        root_id=it.root_id, path=it.path, size=it.size, mtime_ns=it.mtime_ns,
+                        fingerprint=d.fingerprint or it.fingerprint, status=status,
+                        error=encode_error or None, phash=d.phash, width=d.width,
+                        height=d.height)
+                    replaced.append(fid)
                 ids.append(fid)
                 ph_ids.append(fid)
                 phs.append(d.phash or 0)
@@ -608,7 +622,7 @@ class Scanner:
                 removed += ids
                 ids = []
             self.on_batch(_change(enc.model_id, ids=ids, codes=codes, removed=removed,
-                                  phash_ids=ph_ids, phashes=phs))
+                                  phash_ids=ph_ids, phashes=phs, replaced=replaced))
 
     @staticmethod
     def _count(it: _Item, counts: _Counts) -> None:
@@ -630,6 +644,7 @@ class Scanner:
 def _change(
     model_id: str, *, ids: Sequence[int] = (), codes: np.ndarray | None = None,
     removed: Sequence[int] = (), phash_ids: Sequence[int] = (), phashes: Sequence[int] = (),
+    replaced: Sequence[int] = (),
 ) -> BatchChange:
     return BatchChange(
         model_id=model_id,
@@ -638,4 +653,5 @@ def _change(
         phash_ids=np.asarray(phash_ids, dtype=np.int64),
         phashes=np.asarray([int(p) for p in phashes], dtype=np.uint64),
         removed_ids=np.asarray(removed, dtype=np.int64),
+        replaced_ids=np.asarray(replaced, dtype=np.int64),
     )

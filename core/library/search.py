@@ -10,9 +10,9 @@ Stage 2, re-rank: cosine similarity of the stored fp16 embeddings to the query e
 
 Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
 
-- ``identical``: byte-identical content (same size + fingerprint), or pHash distance
-  ``<= identical_phash`` (0) with cosine ``>= identical_cosine`` (0.995): the same picture,
-  perhaps re-saved.
+- ``identical``: byte-identical content (same size + fingerprint), or the same pixel size
+  (either orientation) with pHash distance ``<= identical_phash`` (0) and cosine
+  ``>= identical_cosine`` (0.995): the same picture re-saved or with edited metadata.
 - ``near_duplicate``: pHash distance ``<= near_duplicate_phash`` (10 of 64 bits: resize,
   recompression, mild colour edits), or cosine ``>= near_duplicate_cosine`` (0.95: crops,
   borders and rotations, where pHash fails).
@@ -120,6 +120,7 @@ class Query:
         exclude_id: catalog id of the query file itself, if indexed.
         fingerprint: content fingerprint of the query file (for the identical tier).
         size: byte size of the query file.
+        dims: ``(width, height)`` of the query image at full resolution.
     """
 
     codes: np.ndarray
@@ -128,6 +129,7 @@ class Query:
     exclude_id: int | None = None
     fingerprint: str | None = None
     size: int | None = None
+    dims: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -175,18 +177,28 @@ def prepare_query(
     """
     model_id = encoder.model_id
     exclude_id = fingerprint = size = None
+    dims: tuple[int, int] | None = None
     image: Image.Image | None = None
+
+    def stored_query(rec: FileRecord) -> Query | None:
+        stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
+        if robust or not stored or stored[1] is None or stored[2] is None:
+            return None
+        dims = (rec.width, rec.height) if rec.width and rec.height else None
+        return Query(stored[1][None], stored[2][None],
+                     (rec.phash,) if rec.phash is not None else (), rec.id, rec.fingerprint,
+                     rec.size, dims)
+
     if isinstance(query, int | np.integer):
         rec = catalog.get_file(int(query))
         if rec is None:
             raise KeyError(f"no file with id {query}")
-        exclude_id, fingerprint, size = rec.id, rec.fingerprint, rec.size
-        stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
-        if stored and stored[1] is not None and stored[2] is not None and not robust:
-            return Query(stored[1][None], stored[2][None], (rec.phash,) if rec.phash is not None
-                         else (), exclude_id, fingerprint, size)
+        q = stored_query(rec)
+        if q is not None:
+            return q
         query = rec.path
     if isinstance(query, Image.Image):
+        dims = query.size
         image = reduce_for_index(query.convert("RGB"), decode_size)
     else:
         path = os.path.normpath(os.path.abspath(os.fspath(query)))
@@ -197,27 +209,27 @@ def prepare_query(
             raise ImageLoadError(path, "unreadable", str(exc)) from exc
         if rec is not None:
             exclude_id = rec.id
-            if rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns and not robust:
-                stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
-                if stored and stored[1] is not None and stored[2] is not None:
-                    return Query(stored[1][None], stored[2][None],
-                                 (rec.phash,) if rec.phash is not None else (),
-                                 exclude_id, rec.fingerprint, rec.size)
+            if rec.size == st.st_size and rec.mtime_ns == st.st_mtime_ns:
+                q = stored_query(rec)
+                if q is not None:
+                    return q
         decoded = decode_for_index(path, decode_size, size=st.st_size)
         if decoded.error is not None:
             raise decoded.error
         image, fingerprint, size = decoded.image, decoded.fingerprint, st.st_size
+        dims = (decoded.width, decoded.height) if decoded.width and decoded.height else None
     assert image is not None
     images = [image if t is None else image.transpose(t)
               for t in (_ORIENTATIONS if robust else _ORIENTATIONS[:1])]
     codes, emb = _encode_images(encoder, images)
-    return Query(codes, emb, tuple(phash(im) for im in images), exclude_id, fingerprint, size)
+    return Query(codes, emb, tuple(phash(im) for im in images), exclude_id, fingerprint, size,
+                 dims)
 
 
 def _tier(
-    t: TierThresholds, ph_d: int | None, cos: float, same_bytes: bool
+    t: TierThresholds, ph_d: int | None, cos: float, same_bytes: bool, same_dims: bool
 ) -> str:
-    if same_bytes or (ph_d is not None and ph_d <= t.identical_phash
+    if same_bytes or (same_dims and ph_d is not None and ph_d <= t.identical_phash
                       and cos >= t.identical_cosine):
         return "identical"
     if (ph_d is not None and ph_d <= t.near_duplicate_phash) or cos >= t.near_duplicate_cosine:
@@ -262,7 +274,7 @@ def run_search(
     codes = np.stack([rows[i][1] for i in ids])
     embs = np.stack([rows[i][2] for i in ids])
     ham = hamming_matrix(query.codes, codes).min(axis=0)
-    cos = (query.embeddings @ embs.T).max(axis=0)
+    cos = np.clip((query.embeddings @ embs.T).max(axis=0), -1.0, 1.0)  # fp16 rounding
     hits = []
     t = config.thresholds
     for j, i in enumerate(ids):
@@ -271,7 +283,9 @@ def run_search(
                 if query.phashes and rec.phash is not None else None)
         same = (query.fingerprint is not None and rec.fingerprint == query.fingerprint
                 and rec.size == query.size)
-        tier = _tier(t, ph_d, float(cos[j]), same)
+        same_dims = query.dims is not None and query.dims in (
+            (rec.width, rec.height), (rec.height, rec.width))
+        tier = _tier(t, ph_d, float(cos[j]), same, same_dims)
         if radius is not None and ham[j] > radius and tier == "similar":
             continue
         hits.append(SearchHit(
@@ -292,8 +306,8 @@ def find_duplicates(
     Two files are linked when their pHash distance is ``<= near_duplicate_phash``, or when
     one is among the other's ``neighbours`` nearest codes and their embedding cosine is
     ``>= near_duplicate_cosine``. Groups are connected components of the links; a group is
-    ``identical`` if all its files share one fingerprint or pHash distance
-    ``<= identical_phash`` to the first, else ``near_duplicate``.
+    ``identical`` if all its files share one fingerprint, or one pixel size and pHash
+    distance ``<= identical_phash`` to the first, else ``near_duplicate``.
     """
     parent: dict[int, int] = {}
 
@@ -351,7 +365,8 @@ def find_duplicates(
                       for r in recs)
         same_ph = first.phash is not None and all(
             r.phash is not None and _phash_dist(r.phash, first.phash)
-            <= thresholds.identical_phash for r in recs)
+            <= thresholds.identical_phash and (r.width, r.height) == (first.width, first.height)
+            for r in recs)
         out.append(DuplicateGroup("identical" if same_fp or same_ph else "near_duplicate",
                                   tuple(recs)))
     out.sort(key=lambda g: (-len(g.files), g.files[0].path))

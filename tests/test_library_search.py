@@ -1,0 +1,180 @@
+"""Two-stage search, tiers, radius queries, rotation-robust queries, duplicates, model change."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import numpy as np
+import pytest
+from library_helpers import make_image, make_tree, open_library, write_image
+from PIL import Image
+
+from core.imageio import ImageLoadError
+from core.library.search import hamming_matrix
+from core.library.testing import TinyEncoder
+
+
+@pytest.fixture
+def setup(tmp_path):
+    photos = tmp_path / "photos"
+    paths = make_tree(photos, 30)
+    original = write_image(photos / "original.png", 500, (160, 120))
+    shutil.copyfile(original, photos / "byte_copy.png")
+    Image.open(original).resize((120, 90), Image.Resampling.LANCZOS).save(
+        photos / "smaller.jpg", quality=85)
+    Image.open(original).rotate(90, expand=True).save(photos / "rotated.png")
+    lib = open_library(tmp_path / "lib")
+    lib.add_root(photos)
+    lib.scan()
+    yield lib, photos, paths
+    lib.close()
+
+
+def test_search_by_path_image_and_id_agree_and_exclude_self(setup):
+    lib, photos, _ = setup
+    q = photos / "original.png"
+    qid = lib.catalog.get_file_by_path(q).id
+    by_path = lib.search(q, k=5)
+    by_id = lib.search(qid, k=5)
+    assert qid not in {h.file_id for h in by_path + by_id}
+    assert [h.file_id for h in by_path] == [h.file_id for h in by_id]
+    by_image = lib.search(Image.open(q), k=5)  # not excluded: it is not a catalog file
+    copy_id = lib.catalog.get_file_by_path(photos / "byte_copy.png").id
+    assert {h.file_id for h in by_image[:2]} == {qid, copy_id}
+    assert by_image[0].tier == by_image[1].tier == "identical"
+    assert [h.file_id for h in by_image[2:5]] == [h.file_id for h in by_path[1:4]]
+
+
+def test_tiers_and_metadata(setup):
+    lib, photos, _ = setup
+    hits = lib.search(photos / "original.png", k=10)
+    by_name = {h.path.rsplit("/", 1)[-1]: h for h in hits}
+    assert hits[0].path.endswith("byte_copy.png") and hits[0].tier == "identical"
+    assert by_name["smaller.jpg"].tier == "near_duplicate"
+    assert by_name["smaller.jpg"].phash_distance <= 10
+    assert hits[1].path.endswith("smaller.jpg")
+    assert all(h.tier == "similar" for h in hits[2:] if "rotated" not in h.path)
+    h = by_name["smaller.jpg"]
+    assert (h.width, h.height) == (120, 90) and h.size > 0 and h.mtime > 0
+    assert -1.0 <= h.score <= 1.0 and 0 <= h.hamming <= 64
+    ranks = [("identical", "near_duplicate", "similar").index(x.tier) for x in hits]
+    assert ranks == sorted(ranks)
+    assert len(lib.search(photos / "original.png", k=3)) == 3
+
+
+def test_radius_query_matches_brute_force(setup):
+    lib, photos, _ = setup
+    qid = lib.catalog.get_file_by_path(photos / "img0002.jpg").id
+    qcode = lib.index.reconstruct(qid)[None]
+    ids = lib.index.ids()
+    dist = hamming_matrix(qcode, np.stack([lib.index.reconstruct(int(i)) for i in ids]))[0]
+    radius = int(np.sort(dist)[6])  # a radius that holds a handful of codes
+    hits = lib.search(qid, k=1000, radius=radius)
+    expected = {int(i) for i, d in zip(ids, dist, strict=True) if d <= radius and i != qid}
+    within = {h.file_id for h in hits if h.hamming <= radius}
+    assert within == expected
+    assert all(h.hamming <= radius or h.tier != "similar" for h in hits)
+
+
+def test_robust_query_finds_rotated_copy(setup):
+    lib, photos, _ = setup
+    rotated_id = lib.catalog.get_file_by_path(photos / "rotated.png").id
+    plain = lib.search(photos / "original.png", k=40)
+    robust = lib.search(photos / "original.png", k=5, robust=True)
+    r = next(h for h in robust if h.file_id == rotated_id)
+    assert r.tier in ("identical", "near_duplicate") and r.phash_distance <= 2
+    p = next((h for h in plain if h.file_id == rotated_id), None)
+    assert p is None or p.score < r.score
+
+
+def test_unreadable_query_and_unknown_id(setup, tmp_path):
+    lib, _, _ = setup
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ImageLoadError):
+        lib.search(bad)
+    with pytest.raises(KeyError):
+        lib.search(10**9)
+
+
+def test_find_duplicates(setup):
+    lib, photos, _ = setup
+    groups = lib.duplicates()
+    names = [sorted(f.path.rsplit("/", 1)[-1] for f in g.files) for g in groups]
+    assert ["byte_copy.png", "original.png", "smaller.jpg"] in names
+    assert all(len(g.files) >= 2 for g in groups)
+    big = next(g for g in groups if len(g.files) >= 3)
+    assert big.tier == "near_duplicate"
+    # Two byte-identical files alone form an "identical" group.
+    write_image(photos / "lonely.png", 4242, (64, 64))
+    shutil.copyfile(photos / "lonely.png", photos / "lonely_copy.png")
+    lib.scan()
+    groups = lib.duplicates()
+    pair = next(g for g in groups if any("lonely" in f.path for f in g.files))
+    assert pair.tier == "identical" and len(pair.files) == 2
+
+
+def test_model_change_reencodes_in_background_and_swaps(tmp_path):
+    photos = tmp_path / "photos"
+    make_tree(photos, 16)
+    old = TinyEncoder(seed=0)
+    lib = open_library(tmp_path / "lib", old)
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        new = TinyEncoder(n_bits=128, embed_dim=16, seed=1, delay_s=0.05)
+        release = threading.Event()
+        seen_old_searches = []
+
+        def slow_stop() -> bool:
+            # While the re-encode runs, searches still answer with the old model.
+            if not release.is_set():
+                hits = lib.search(photos / "img0000.png", k=3)
+                seen_old_searches.append(lib.encoder.model_id)
+                assert hits and lib.index.model_id == old.model_id
+                release.set()
+            return False
+
+        change = lib.change_encoder(new, should_stop=slow_stop, chunk=4)
+        assert change.wait(60) and change.swapped and change.error is None
+        assert seen_old_searches == [old.model_id]
+        assert lib.encoder is new and lib.index.model_id == new.model_id
+        assert lib.index.ntotal == 16 and lib.index.n_bits == 128
+        assert lib.catalog.active_model == new.model_id
+        assert lib.catalog.count_codes(old.model_id) == 0
+        assert lib.search(photos / "img0000.png", k=3)
+        assert lib.status().model_id == new.model_id
+    finally:
+        lib.close()
+    reopened = open_library(tmp_path / "lib", TinyEncoder(n_bits=128, embed_dim=16, seed=1))
+    try:
+        assert reopened.index.ntotal == 16
+        assert reopened.scan().encoded == 0
+    finally:
+        reopened.close()
+
+
+def test_model_change_cancel_keeps_old_model(tmp_path):
+    photos = tmp_path / "photos"
+    make_tree(photos, 12)
+    lib = open_library(tmp_path / "lib")
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        new = TinyEncoder(seed=7)
+        change = lib.change_encoder(new, should_stop=lambda: new.calls >= 1, background=False,
+                                    chunk=4)
+        assert change.cancelled and not change.swapped
+        assert lib.catalog.active_model == lib.encoder.model_id != new.model_id
+        partial = lib.catalog.count_codes(new.model_id)
+        assert 0 < partial < 12  # kept for resuming
+        change = lib.change_encoder(new, background=False)
+        assert change.swapped and change.encoded == 12 - partial
+    finally:
+        lib.close()
+
+
+def test_make_image_distinct():
+    a, b = np.asarray(make_image(1), float), np.asarray(make_image(2), float)
+    assert np.abs(a - b).mean() > 20
