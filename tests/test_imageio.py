@@ -9,7 +9,6 @@ import os
 import imagehash
 import numpy as np
 import pytest
-from library_helpers import make_image
 from PIL import Image, features
 
 from core import imageio
@@ -22,6 +21,7 @@ from core.imageio import (
     phash,
     register_codecs,
 )
+from tests.library_helpers import make_image
 
 register_codecs()
 

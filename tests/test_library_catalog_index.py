@@ -6,12 +6,12 @@ import sqlite3
 
 import numpy as np
 import pytest
-from library_helpers import make_tree, open_library
 
 from core.library import BinaryIndex, Catalog, IndexLoadError, load_or_rebuild
 from core.library.catalog import SCHEMA_VERSION, phash_from_db, phash_to_db
 from core.library.library import PHASH_INDEX_FILE, _index_file
 from core.library.search import hamming_matrix
+from tests.library_helpers import make_tree, open_library
 
 
 def test_catalog_schema_wal_and_reopen(tmp_path):

@@ -7,10 +7,10 @@ import shutil
 
 import numpy as np
 import pytest
-from library_helpers import make_image, make_tree, open_library, snapshot, write_image
 
 from core.library import Catalog, Library, LibraryConfig, ScanConfig
 from core.library.testing import TinyEncoder
+from tests.library_helpers import make_image, make_tree, open_library, snapshot, write_image
 
 
 @pytest.fixture

@@ -7,12 +7,12 @@ import threading
 
 import numpy as np
 import pytest
-from library_helpers import make_image, make_tree, open_library, write_image
 from PIL import Image
 
 from core.imageio import ImageLoadError
 from core.library.search import hamming_matrix
 from core.library.testing import TinyEncoder
+from tests.library_helpers import make_image, make_tree, open_library, write_image
 
 
 @pytest.fixture
