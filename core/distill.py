@@ -380,7 +380,8 @@ def distill(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item()
+            loss_val = loss.item()
+            loss_sum += loss_val
             n_b += 1
             seen += len(sel)
             if on_progress and rank == 0:
@@ -388,7 +389,7 @@ def distill(
                 rate = seen / el if el > 0 else 0.0
                 left = (total_steps - step - 1) * config.batch_size
                 on_progress(DistillProgress("train", epoch + 1, config.epochs, b + 1,
-                                            steps_per_epoch, float(loss), rate * world,
+                                            steps_per_epoch, loss_val, rate * world,
                                             left / rate if rate else None))
             if should_stop and should_stop():
                 stopped = True
@@ -399,7 +400,7 @@ def distill(
         rec = {"epoch": epoch + 1, "loss": loss_sum / max(1, n_b),
                "seconds": time.perf_counter() - t_ep}
         if val_x is not None and rank == 0:
-            rec["val_cosine"] = float(feature_cosine(student, teacher, val_x).mean())
+            rec["val_cosine"] = float(feature_cosine(model, teacher, val_x).mean())
         history.append(rec)
         log.info("epoch %d/%d loss %.4f%s", epoch + 1, config.epochs, rec["loss"],
                  f" val cosine {rec['val_cosine']:.4f}" if "val_cosine" in rec else "")

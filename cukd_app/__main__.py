@@ -1,0 +1,27 @@
+"""``cukd-app``: start the desktop application."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cukd-app", description="CUKD Image Search")
+    p.add_argument("--library", default=None, help="open this library folder")
+    p.add_argument("--search", default=None, help="search with this image at start-up")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
+                   help="close the window after SECONDS (for scripted checks)")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from cukd_app.app import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
