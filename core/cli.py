@@ -94,6 +94,10 @@ def _cmd_distill(a: argparse.Namespace) -> int:
                         seed=a.seed, cache_pixels=not a.no_pixel_cache)
     images = list_images(a.images)
     val = list_images(a.val) if a.val else None
+    from core.models import create_teacher
+
+    teacher = create_teacher(a.teacher, a.teacher_weights, input_size=a.size,
+                             verify=not a.no_verify_teacher)
     bar = ProgressBar()
 
     def progress(p) -> None:
@@ -101,7 +105,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
         bar.update(label, p.done, p.total, p.images_per_s, p.eta_seconds,
                    "" if p.loss is None else f"loss {p.loss:.4f}")
 
-    res = distill(cfg, images, a.out, teacher_weights=a.teacher_weights, cache_dir=a.cache,
+    res = distill(cfg, images, a.out, teacher=teacher, cache_dir=a.cache,
                   val_images=val, resume=not a.restart, on_progress=progress,
                   data_description=str(a.images))
     bar.close()
@@ -131,6 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--student", default="cukd_mnv2_035")
     d.add_argument("--teacher", default="mobilenet_v2", help="name, or a+b for an ensemble")
     d.add_argument("--teacher-weights", type=Path, default=None)
+    d.add_argument("--no-verify-teacher", action="store_true",
+                   help="skip the sha256 check of known teacher files (custom weights)")
     d.add_argument("--size", type=int, default=128)
     d.add_argument("--epochs", type=int, default=20)
     d.add_argument("--batch-size", type=int, default=64)

@@ -1,0 +1,54 @@
+"""The ``cukd`` command line: models table and distillation."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from core.cli import main
+from core.models import list_students
+from core.models.mobilenet_v2 import MobileNetV2
+from tests.models_helpers import write_images
+
+
+def test_models_lists_every_model_with_counted_macs(capsys) -> None:
+    assert main(["models", "--size", "64", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    for name in list_students():
+        assert rows[name]["role"] == "student" and rows[name]["macs"] > 0
+    assert {"mobilenet_v2", "resnet50", "alexnet", "efficientnet_lite0"} <= set(rows)
+    # Counted, not hard-coded: MACs scale with the input area.
+    assert main(["models", "--size", "128", "--json"]) == 0
+    big = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    ratio = big["cukd_mnv2_035"]["macs"] / rows["cukd_mnv2_035"]["macs"]
+    assert 3.5 < ratio < 4.5
+
+
+def test_models_table_is_readable(capsys) -> None:
+    assert main(["models", "--size", "96"]) == 0
+    out = capsys.readouterr().out
+    assert "cukd_v1" in out and "MACs" in out
+
+
+def test_distill_command_writes_a_model(tmp_path, capsys) -> None:
+    write_images(tmp_path / "imgs", 12)
+    weights = tmp_path / "mnv2.pth"
+    torch.save(MobileNetV2().state_dict(), weights)
+    rc = main(["distill", str(tmp_path / "imgs"), "--out", str(tmp_path / "run"),
+               "--teacher", "mobilenet_v2", "--teacher-weights", str(weights),
+               "--no-verify-teacher", "--size", "64", "--epochs", "1", "--views", "1",
+               "--batch-size", "6"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert (tmp_path / "run" / "student.pt").exists()
+    assert "model written to" in captured.out
+    assert "ETA" in captured.err  # progress bar goes to stderr
+
+
+def test_distill_command_reports_missing_teacher_clearly(tmp_path, capsys) -> None:
+    write_images(tmp_path / "imgs", 2)
+    rc = main(["distill", str(tmp_path / "imgs"), "--out", str(tmp_path / "run"),
+               "--teacher", "resnet50"])
+    assert rc == 2
+    assert "--teacher-weights" in capsys.readouterr().err
