@@ -11,7 +11,7 @@ from core.library import BinaryIndex, Catalog, IndexLoadError, load_or_rebuild
 from core.library.catalog import SCHEMA_VERSION, phash_from_db, phash_to_db
 from core.library.library import PHASH_INDEX_FILE, _index_file
 from core.library.search import hamming_matrix
-from tests.library_helpers import make_tree, open_library
+from tests.library_helpers import make_tree, open_library, write_image
 
 
 def test_catalog_schema_wal_and_reopen(tmp_path):
@@ -174,3 +174,41 @@ def test_library_rebuilds_index_from_catalog(tmp_path, damage):
         assert BinaryIndex.load(code_file).ntotal == expected  # rebuilt index was saved
     finally:
         lib.close()
+
+
+def test_clean_reopen_does_not_rebuild(tmp_path):
+    photos = tmp_path / "photos"
+    make_tree(photos, 6)
+    lib = open_library(tmp_path / "lib")
+    assert set(lib.rebuilt_indexes) == {"phash", lib.encoder.model_id}  # first open: built
+    lib.add_root(photos)
+    lib.scan()
+    lib.close()
+    lib = open_library(tmp_path / "lib")
+    try:
+        assert lib.rebuilt_indexes == () and lib.index.ntotal == 6
+    finally:
+        lib.close()
+
+
+def test_refresh_sees_changes_made_by_another_process(tmp_path):
+    photos = tmp_path / "photos"
+    paths = make_tree(photos, 6)
+    gui = open_library(tmp_path / "lib")
+    cli = open_library(tmp_path / "lib")  # stands in for `cukd library scan` elsewhere
+    try:
+        gui.add_root(photos)
+        gui.scan()
+        assert gui.refresh() is False  # our own writes do not trigger a reload
+        paths[0].unlink()
+        write_image(photos / "extra.jpg", 99)
+        cli.scan()
+        extra_id = gui.catalog.get_file_by_path(photos / "extra.jpg").id
+        assert extra_id not in set(gui.index.ids().tolist())  # stale until refreshed
+        hits = gui.search(photos / "extra.jpg", k=10)  # search refreshes first
+        assert gui.index.ntotal == 6 and gui.phash_index.ntotal == 6
+        assert not any(h.path == str(paths[0]) for h in hits)
+        assert extra_id in set(gui.index.ids().tolist())
+    finally:
+        cli.close()
+        gui.close()

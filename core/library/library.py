@@ -23,7 +23,9 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,8 @@ class LibraryConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     watch: WatchConfig = field(default_factory=WatchConfig)
+    #: Watcher batches save the index files at most this often (full scans always save).
+    save_interval_s: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class Library:
         self._change: ModelChange | None = None
         self._pending_index: BinaryIndex | None = None
         self._closing = threading.Event()
+        self._last_save = 0.0
+        self._dirty = False
         #: Called (on the watcher thread) with the result of each watcher batch.
         self.on_watch_result: Callable[[ScanResult], None] | None = None
 
@@ -135,10 +141,14 @@ class Library:
         self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
         if active != encoder.model_id:
             self.catalog.set_active_model(encoder.model_id)
+        self._rebuilt: list[str] = []
         self.phash_index = self._load_phash_index()
         self._encoder = encoder
         self._index = self._load_code_index(encoder)
         self._scanner = self._make_scanner(encoder)
+        #: Index files rebuilt from the catalog when opening (missing, corrupt or stale).
+        self.rebuilt_indexes: tuple[str, ...] = tuple(self._rebuilt)
+        self._seen_generation = self.catalog.generation
 
     @classmethod
     def open(
@@ -178,6 +188,7 @@ class Library:
             rebuild=rebuild)
         if rebuilt:
             logger.info("rebuilt code index of %s (%d codes)", mid, idx.ntotal)
+            self._rebuilt.append(mid)
         return idx
 
     def _load_phash_index(self) -> BinaryIndex:
@@ -186,10 +197,12 @@ class Library:
             if len(ids):
                 idx.add(ids, phash_codes(ph.tolist()))
 
-        idx, _ = load_or_rebuild(
+        idx, rebuilt = load_or_rebuild(
             self.directory / PHASH_INDEX_FILE, model_id="phash", n_bits=64,
             generation=self.catalog.generation, expected_count=self.catalog.count_phashes(),
             rebuild=rebuild)
+        if rebuilt:
+            self._rebuilt.append("phash")
         return idx
 
     def _make_scanner(self, encoder: ImageEncoder) -> Scanner:
@@ -211,12 +224,57 @@ class Library:
             else:  # content changed: the other model's code is gone from the catalog
                 idx.remove(change.replaced_ids)
 
-    def save(self) -> None:
-        """Save the indexes (atomically) stamped with the catalog generation."""
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Hold the writer lock; afterwards remember the catalog generation we produced."""
         with self._write_lock:
+            try:
+                yield
+            finally:
+                self._dirty = True
+                self._seen_generation = self.catalog.generation
+
+    def save(self, *, force: bool = True) -> None:
+        """Save the indexes (atomically) stamped with the catalog generation.
+
+        Args:
+            force: if False, skip unless ``config.save_interval_s`` passed since the last save
+                (a crash before the next save only costs a rebuild on open).
+        """
+        with self._write_lock:
+            if not force and time.monotonic() - self._last_save < self.config.save_interval_s:
+                return
             gen = self.catalog.generation
             self._index.save(self.directory / _index_file(self._index.model_id), gen)
             self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
+            self._last_save = time.monotonic()
+            self._dirty = False
+
+    def refresh(self) -> bool:
+        """Rebuild the in-memory indexes if another process changed the catalog.
+
+        Returns:
+            True if the indexes were rebuilt. Never blocks on a running scan (returns False).
+        """
+        if not self._write_lock.acquire(blocking=False):
+            return False
+        try:
+            if (self.catalog.generation == self._seen_generation
+                    or self._pending_index is not None):
+                return False
+            logger.info("catalog changed by another process; reloading indexes")
+            code_index = BinaryIndex(self._encoder.n_bits, self._encoder.model_id)
+            for ids, codes in self.catalog.iter_codes(self._encoder.model_id):
+                code_index.add(ids, codes)
+            ph_index = BinaryIndex(64, "phash")
+            ids, ph = self.catalog.all_phashes()
+            if len(ids):
+                ph_index.add(ids, phash_codes(ph.tolist()))
+            self._index, self.phash_index = code_index, ph_index
+            self._seen_generation = self.catalog.generation
+            return True
+        finally:
+            self._write_lock.release()
 
     # ----------------------------------------------------------------- roots
     def add_root(
@@ -224,7 +282,7 @@ class Library:
         excludes: Iterable[str] = (),
     ) -> RootInfo:
         """Add a folder (not scanned until :meth:`scan`); watched if watching."""
-        with self._write_lock:
+        with self._writing():
             root = self.catalog.add_root(Path(path).expanduser(), watch_mode, excludes)
         if self._watcher is not None:
             self._watcher.refresh()
@@ -232,7 +290,7 @@ class Library:
 
     def remove_root(self, root: int | str | os.PathLike[str]) -> None:
         """Forget a folder and its files (nothing on disk is touched)."""
-        with self._write_lock:
+        with self._writing():
             info = (self.catalog.root(root) if isinstance(root, int)
                     else self.catalog.root_by_path(Path(root).expanduser()))
             if info is None:
@@ -256,7 +314,7 @@ class Library:
         should_stop: Callable[[], bool] | None = None,
     ) -> ScanResult:
         """Full incremental scan of all (or some) roots; see :class:`Scanner`."""
-        with self._write_lock:
+        with self._writing():
             try:
                 return self._scanner.scan(root_ids, on_progress=on_progress,
                                           should_stop=should_stop)
@@ -267,12 +325,13 @@ class Library:
         self, paths: Iterable[str | os.PathLike[str]], *,
         should_stop: Callable[[], bool] | None = None,
     ) -> ScanResult:
-        """Rescan only these files/folders (what the watcher calls)."""
-        with self._write_lock:
+        """Rescan only these files/folders (what the watcher calls); saves index files at
+        most every ``config.save_interval_s``."""
+        with self._writing():
             try:
                 return self._scanner.scan_paths(paths, should_stop=should_stop)
             finally:
-                self.save()
+                self.save(force=False)
 
     # ----------------------------------------------------------------- search
     def search(
@@ -291,6 +350,7 @@ class Library:
             core.imageio.ImageLoadError: query file cannot be decoded.
             KeyError: unknown file id.
         """
+        self.refresh()  # cheap unless another process changed the catalog
         encoder, index = self._encoder, self._index  # one consistent snapshot
         q = prepare_query(query, catalog=self.catalog, encoder=encoder,
                           decode_size=self._scanner.decode_size, robust=robust)
@@ -353,7 +413,7 @@ class Library:
             if self.on_watch_result is not None:
                 self.on_watch_result(result)
         else:
-            with self._write_lock:
+            with self._writing():
                 self.catalog.set_root_online(root.id, False)
 
     # ----------------------------------------------------------------- model change
@@ -391,7 +451,7 @@ class Library:
                 logger.exception("re-encoding with %s failed", encoder.model_id)
                 change.error = exc
             finally:
-                with self._write_lock:
+                with self._writing():
                     self._pending_index = None
                 change.done.set()
 
@@ -407,7 +467,7 @@ class Library:
         on_progress: Callable[[ScanProgress], None] | None,
         should_stop: Callable[[], bool] | None, chunk: int,
     ) -> None:
-        with self._write_lock:
+        with self._writing():
             self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
             new_index = BinaryIndex(encoder.n_bits, encoder.model_id)
             for ids, codes in self.catalog.iter_codes(encoder.model_id):
@@ -418,7 +478,7 @@ class Library:
             if (should_stop and should_stop()) or self._closing.is_set():
                 change.cancelled = True
                 return
-            with self._write_lock:
+            with self._writing():
                 result = scanner.encode_missing(on_progress=on_progress,
                                                 should_stop=should_stop, max_files=chunk)
                 change.encoded += result.encoded
