@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from core.imageio import ImageLoadError
+from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
 from core.library.search import hamming_matrix
 from core.library.testing import TinyEncoder
 from tests.library_helpers import make_image, make_tree, open_library, write_image
@@ -178,3 +180,33 @@ def test_model_change_cancel_keeps_old_model(tmp_path):
 def test_make_image_distinct():
     a, b = np.asarray(make_image(1), float), np.asarray(make_image(2), float)
     assert np.abs(a - b).mean() > 20
+
+
+class _UselessCodes(TinyEncoder):
+    """Same code for every image: stage 1 by codes alone cannot find anything."""
+
+    def encode(self, images):
+        codes, emb = super().encode(images)
+        return np.zeros_like(codes), emb
+
+
+def test_hash_channel_recovers_near_duplicates_lost_by_codes(tmp_path):
+    photos = tmp_path / "photos"
+    make_tree(photos, 40)
+    original = write_image(photos / "zz_original.png", 500, (160, 120))
+    Image.open(original).resize((120, 90), Image.Resampling.LANCZOS).save(
+        photos / "zz_smaller.jpg", quality=85)
+    few = SearchConfig(candidate_factor=1, min_candidates=5)
+    for phash_radius, found in ((0, False), (10, True)):
+        config = LibraryConfig(scan=ScanConfig(batch_size=8),
+                               search=replace(few, phash_radius=phash_radius))
+        lib = Library.open(tmp_path / f"lib{phash_radius}", _UselessCodes(), config)
+        try:
+            lib.add_root(photos)
+            lib.scan()
+            hits = lib.search(original, k=1)
+            assert (hits[0].path.endswith("zz_smaller.jpg")) == found, hits
+            if found:
+                assert hits[0].tier == "near_duplicate" and hits[0].phash_distance <= 10
+        finally:
+            lib.close()

@@ -542,6 +542,29 @@ class Catalog:
                 out[r[0]] = (_file(r), code, emb)
         return out
 
+    def get_files(self, ids: Sequence[int]) -> dict[int, FileRecord]:
+        """File records by id (missing ids skipped)."""
+        out: dict[int, FileRecord] = {}
+        ids = [int(i) for i in ids]
+        for s in range(0, len(ids), 900):
+            part = ids[s:s + 900]
+            for r in self._q(f"SELECT {_FILE_COLS} FROM files WHERE id IN "
+                             f"({','.join('?' * len(part))})", part):
+                out[r[0]] = _file(r)
+        return out
+
+    def fetch_embeddings(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
+        """float32 embeddings of a model for the given file ids (ids without one skipped)."""
+        out: dict[int, np.ndarray] = {}
+        ids = [int(i) for i in ids]
+        for s in range(0, len(ids), 900):
+            part = ids[s:s + 900]
+            for fid, blob in self._q(
+                    "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id IN "
+                    f"({','.join('?' * len(part))})", [model_id, *part]):
+                out[fid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+        return out
+
     # ----------------------------------------------------------------- files: writes
     def upsert_file(
         self, *, root_id: int, path: str, size: int, mtime_ns: int,

@@ -251,45 +251,80 @@ def run_search(
             (hash-channel near-duplicates are kept even beyond it).
     """
     kprime = max(config.candidate_factor * k, config.min_candidates)
-    cand: set[int] = set()
+    ham: dict[int, int] = {}  # best code distance over query orientations
     if radius is None:
-        _, ids = code_index.search(query.codes, kprime)
-        cand.update(int(i) for i in ids.ravel() if i >= 0)
+        dist, ids = code_index.search(query.codes, kprime)
+        pairs = zip(ids.ravel().tolist(), dist.ravel().tolist(), strict=True)
     else:
-        for _, ids in code_index.range_search(query.codes, radius):
-            cand.update(int(i) for i in ids)
+        found = code_index.range_search(query.codes, radius)
+        pairs = ((i, d) for dq, iq in found for i, d in zip(iq.tolist(), dq.tolist(),
+                                                           strict=True))
+    for i, d in pairs:
+        if i >= 0 and d < ham.get(i, 1 << 30):
+            ham[i] = d
+    ph: dict[int, int] = {}  # best pHash distance, for files within phash_radius
     if phash_index is not None and config.phash_radius > 0 and query.phashes:
-        for _, ids in phash_index.range_search(phash_codes(query.phashes), config.phash_radius):
-            cand.update(int(i) for i in ids[:kprime])
+        for dq, iq in phash_index.range_search(phash_codes(query.phashes), config.phash_radius):
+            for i, d in zip(iq[:kprime].tolist(), dq[:kprime].tolist(), strict=True):
+                if d < ph.get(i, 1 << 30):
+                    ph[i] = d
+    cand = set(ham) | set(ph)
     cand.discard(-1)
     if query.exclude_id is not None:
         cand.discard(query.exclude_id)
     if not cand:
         return []
-    rows = catalog.fetch_for_ranking(sorted(cand), model_id)
-    rows = {i: r for i, r in rows.items() if r[1] is not None and r[2] is not None}
-    if not rows:
+    ids = sorted(cand)
+    embs_by_id = catalog.fetch_embeddings(ids, model_id)
+    ids = [i for i in ids if i in embs_by_id]
+    if not ids:
         return []
-    ids = list(rows)
-    codes = np.stack([rows[i][1] for i in ids])
-    embs = np.stack([rows[i][2] for i in ids])
-    ham = hamming_matrix(query.codes, codes).min(axis=0)
+    for i in ids:
+        if i not in ham:  # hash-channel-only candidate
+            code = code_index.reconstruct(i)
+            ham[i] = (int(hamming_matrix(query.codes, code[None]).min()) if code is not None
+                      else 1 << 30)
+    embs = np.stack([embs_by_id[i] for i in ids])
     cos = np.clip((query.embeddings @ embs.T).max(axis=0), -1.0, 1.0)  # fp16 rounding
-    hits = []
     t = config.thresholds
+    # A file outside the hash channel has a pHash distance > phash_radius; when that radius
+    # covers the near-duplicate threshold, its tier depends on cosine only.
+    ph_known_enough = config.phash_radius >= t.near_duplicate_phash
+    need_ph = [i for i in ids if i not in ph and not ph_known_enough]
+    if need_ph and phash_index is not None and query.phashes:
+        for i in need_ph:
+            code = phash_index.reconstruct(i)
+            if code is not None:
+                ph[i] = int(hamming_matrix(phash_codes(query.phashes), code[None]).min())
+    # Provisional order (identical only possible for pHash distance <= identical_phash);
+    # then exact tiers for the identical candidates and the best k of the rest.
+    prov = []
     for j, i in enumerate(ids):
-        rec = rows[i][0]
-        ph_d = (min(_phash_dist(q, rec.phash) for q in query.phashes)
-                if query.phashes and rec.phash is not None else None)
+        c = float(cos[j])
+        if radius is not None and ham[i] > radius and not (
+                (i in ph and ph[i] <= t.near_duplicate_phash) or c >= t.near_duplicate_cosine):
+            continue
+        maybe_identical = i in ph and ph[i] <= t.identical_phash
+        tier = _tier(t, ph.get(i), c, False, False)
+        prov.append((0 if maybe_identical else _TIER_RANK[tier], -c, ham[i], i, j))
+    prov.sort()
+    chosen = [p for p in prov if p[0] == 0] + [p for p in prov if p[0] != 0][:k]
+    recs = catalog.get_files([p[3] for p in chosen])
+    hits = []
+    for _, _, _, i, j in chosen:
+        rec = recs.get(i)
+        if rec is None:
+            continue
+        ph_d = ph.get(i)
+        if ph_d is None and query.phashes and rec.phash is not None:
+            ph_d = min(_phash_dist(q, rec.phash) for q in query.phashes)
         same = (query.fingerprint is not None and rec.fingerprint == query.fingerprint
                 and rec.size == query.size)
         same_dims = query.dims is not None and query.dims in (
             (rec.width, rec.height), (rec.height, rec.width))
-        tier = _tier(t, ph_d, float(cos[j]), same, same_dims)
-        if radius is not None and ham[j] > radius and tier == "similar":
-            continue
+        tier = _tier(t, ph.get(i), float(cos[j]), same, same_dims)
         hits.append(SearchHit(
-            file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[j]),
+            file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[i]),
             phash_distance=ph_d, tier=tier, size=rec.size, mtime=rec.mtime_ns / 1e9,
             width=rec.width, height=rec.height))
     hits.sort(key=lambda h: (_TIER_RANK[h.tier], -h.score, h.hamming, h.file_id))
