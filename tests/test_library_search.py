@@ -138,8 +138,12 @@ def test_model_change_reencodes_in_background_and_swaps(tmp_path):
                 release.set()
             return False
 
-        change = lib.change_encoder(new, should_stop=slow_stop, chunk=4)
+        progress = []
+        change = lib.change_encoder(new, should_stop=slow_stop, chunk=4,
+                                    on_progress=progress.append)
         assert change.wait(60) and change.swapped and change.error is None
+        assert progress[-1].phase == "reencode" and progress[-1].done == progress[-1].total == 16
+        assert [p.done for p in progress] == sorted(p.done for p in progress)
         assert seen_old_searches == [old.model_id]
         assert lib.encoder is new and lib.index.model_id == new.model_id
         assert lib.index.ntotal == 16 and lib.index.n_bits == 128

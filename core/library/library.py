@@ -129,7 +129,7 @@ class Library:
         self._pending_index: BinaryIndex | None = None
         self._closing = threading.Event()
         self._last_save = 0.0
-        self._dirty = False
+        self._saved_generation = -1
         #: Called (on the watcher thread) with the result of each watcher batch.
         self.on_watch_result: Callable[[ScanResult], None] | None = None
 
@@ -231,7 +231,6 @@ class Library:
             try:
                 yield
             finally:
-                self._dirty = True
                 self._seen_generation = self.catalog.generation
 
     def save(self, *, force: bool = True) -> None:
@@ -242,13 +241,14 @@ class Library:
                 (a crash before the next save only costs a rebuild on open).
         """
         with self._write_lock:
-            if not force and time.monotonic() - self._last_save < self.config.save_interval_s:
-                return
             gen = self.catalog.generation
+            if not force and (gen == self._saved_generation or time.monotonic()
+                              - self._last_save < self.config.save_interval_s):
+                return
             self._index.save(self.directory / _index_file(self._index.model_id), gen)
             self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
             self._last_save = time.monotonic()
-            self._dirty = False
+            self._saved_generation = gen
 
     def refresh(self) -> bool:
         """Rebuild the in-memory indexes if another process changed the catalog.
@@ -400,6 +400,10 @@ class Library:
         return self._watcher is None or self._watcher.idle()
 
     def _on_watch_paths(self, paths: list[str]) -> None:
+        own = str(self.directory.resolve()).rstrip(os.sep) + os.sep
+        paths = [p for p in paths if not os.path.abspath(p).startswith(own)]  # our own files
+        if not paths:
+            return
         result = self.scan_paths(paths)
         logger.info("watcher batch: %d paths, +%d ~%d >%d -%d, %d errors", len(paths),
                     result.added, result.updated, result.moved, result.deleted,
@@ -474,14 +478,24 @@ class Library:
                 new_index.add(ids, codes)
             self._pending_index = new_index
             scanner = Scanner(self.catalog, encoder, self.config.scan, on_batch=self._apply)
+            total = max(0, self.catalog.count_files("ok")
+                        - self.catalog.count_codes(encoder.model_id))
+        base = 0
+
+        def progress(p: ScanProgress) -> None:
+            if on_progress is not None:
+                on_progress(ScanProgress("reencode", base + p.done, max(total, base + p.done),
+                                         p.path))
+
         while True:
             if (should_stop and should_stop()) or self._closing.is_set():
                 change.cancelled = True
                 return
             with self._writing():
-                result = scanner.encode_missing(on_progress=on_progress,
+                result = scanner.encode_missing(on_progress=progress,
                                                 should_stop=should_stop, max_files=chunk)
                 change.encoded += result.encoded
+                base += result.seen
                 if result.cancelled:
                     change.cancelled = True
                     return
