@@ -623,6 +623,7 @@ def finetune(
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
 
     start_epoch, start_batch, history = 0, 0, []
+    partial = [0.0, 0]  # loss sum and batches of an interrupted epoch
     best_map, best_epoch, bad_epochs, best_state = -1.0, 0, 0, None
     state_path = out_dir / "last.pt"
     resume_key = {**{k: v for k, v in cfg.to_dict().items() if k != "epochs"},
@@ -639,16 +640,18 @@ def finetune(
             best_map, best_epoch = float(st["best_map"]), int(st["best_epoch"])
             bad_epochs = int(st["bad_epochs"])
             best_state = st.get("best_state")
+            partial = st.get("partial_loss", [0.0, 0])
             log.info("resuming at epoch %d batch %d", start_epoch, start_batch)
     train_net: nn.Module = net
     if world > 1:
         train_net = nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None)
 
-    def save_state(epoch: int, batch: int) -> None:
+    def save_state(epoch: int, batch: int, partial: tuple[float, int] = (0.0, 0)) -> None:
         if rank == 0:
             atomic_torch_save({"model": net.state_dict(), "optimizer": opt.state_dict(),
                                "epoch": epoch, "batch": batch, "history": history,
+                               "partial_loss": list(partial),
                                "best_map": best_map, "best_epoch": best_epoch,
                                "bad_epochs": bad_epochs, "best_state": best_state,
                                "resume_key": resume_key}, state_path)
@@ -682,6 +685,8 @@ def finetune(
         set_train_mode()
         t_ep, loss_sum, n_b = time.perf_counter(), 0.0, 0
         first = start_batch if epoch == start_epoch else 0
+        if first:
+            loss_sum, n_b = float(partial[0]), int(partial[1])
         for b in range(first, steps_per_epoch):
             sel = mine[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if len(sel) >= 2:  # BatchNorm needs 2; DCH needs pairs
@@ -710,7 +715,7 @@ def finetune(
                                                  rate * world, left / rate if rate else None))
             if _any_rank(bool(should_stop and should_stop()), world, device):
                 stopped = True
-                save_state(epoch, b + 1)
+                save_state(epoch, b + 1, (loss_sum, n_b))
                 break
         if stopped:
             break
