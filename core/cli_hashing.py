@@ -134,6 +134,8 @@ def _cmd_evaluate(a: argparse.Namespace) -> int:
         bar.close()
         assert res is not None
         label = f"{Path(path).name} ({enc.model_id})"
+        if label in results:
+            label += f" #{len(results) + 1}"
         results[label] = res
         rows.append({"model": str(path), "model_id": enc.model_id, **res.to_dict()})
     ks = list(a.map_k)
