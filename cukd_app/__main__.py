@@ -8,15 +8,23 @@ from collections.abc import Sequence
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Command-line options of ``cukd-app``."""
     p = argparse.ArgumentParser(prog="cukd-app", description="CUKD Image Search")
-    p.add_argument("--library", default=None, help="open this library folder")
+    p.add_argument("--library", default=None,
+                   help="open this library folder (catalog and indexes; default: per user)")
     p.add_argument("--search", default=None, help="search with this image at start-up")
+    p.add_argument("--model", default=None,
+                   help="model file (default: the setting, then resources/models/default.pt); "
+                        "'tiny' uses the built-in test encoder")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="keep settings, cache and logs under DIR (scripted runs)")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
                    help="close the window after SECONDS (for scripted checks)")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``cukd-app``."""
     args = build_parser().parse_args(argv)
     from cukd_app.app import run
 

@@ -1,38 +1,71 @@
-"""Application start-up: QApplication, main window, event loop."""
+"""Application start-up: QApplication, services, the main window, the event loop."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import time
 
 from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QApplication, QLabel, QMainWindow
+from PySide6.QtWidgets import QApplication
 
 from cukd_app import __version__
+from cukd_app.context import AppContext, build_context
+from cukd_app.controller import AppController
+from cukd_app.notifications import install_crash_hooks, setup_logging
+from cukd_app.paths import AppPaths
+from cukd_app.results_model import ResultsModel
+from cukd_app.theme import apply_theme
+from cukd_app.views.duplicates_view import DuplicatesView
+from cukd_app.views.library_panel import LibraryPanel
+from cukd_app.views.main_window import MainWindowView
+from cukd_app.views.query_panel import QueryPanel
+from cukd_app.views.results_view import ResultsView
+
+__all__ = ["APP_NAME", "MainWindow", "run"]
+
+logger = logging.getLogger(__name__)
 
 APP_NAME = "CUKD Image Search"
 
 
-class MainWindow(QMainWindow):
-    """Top-level window (placeholder until the library and search views land)."""
+class MainWindow(MainWindowView):
+    """The application window: the views composed over one :class:`AppContext`.
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.setWindowTitle(APP_NAME)
-        self.resize(1100, 720)
-        label = QLabel("Drop a photo here to find similar ones.\n\n"
-                       "(Library and search views are being built.)")
-        label.setObjectName("placeholder")
-        label.setMargin(40)
-        self.setCentralWidget(label)
-        self.statusBar().showMessage(f"{APP_NAME} {__version__}")
+    Args:
+        ctx: the services (see :func:`cukd_app.context.build_context`). The library is not
+            opened here: call ``ctx.library.open()`` (``run`` does).
+    """
+
+    def __init__(self, ctx: AppContext) -> None:
+        s = ctx.settings
+        results = ResultsView(ResultsModel(ctx.thumbnails), s.thumbnail_size)
+        duplicates = DuplicatesView(ResultsModel(ctx.duplicate_thumbnails), s.thumbnail_size)
+        super().__init__(LibraryPanel(), QueryPanel(), results, duplicates, APP_NAME)
+        self.ctx = ctx
+        self.controller = AppController(ctx, self)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Start the app with parsed command-line arguments; returns the exit code."""
+    t0 = time.perf_counter()
     app = QApplication.instance() or QApplication([])
+    assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    win = MainWindow()
+    app.setDesktopFileName("cukd-app")
+    paths = AppPaths(getattr(args, "profile", None))
+    setup_logging(paths.log_file)
+    ctx = build_context(paths=paths, model=getattr(args, "model", None),
+                        library_dir=args.library)
+    install_crash_hooks(ctx.notifier)
+    apply_theme(app, ctx.settings.theme)
+    win = MainWindow(ctx)
     win.show()
+    logger.info("window shown %.0f ms after start-up", (time.perf_counter() - t0) * 1e3)
+    ctx.library.open()
+    if args.search:
+        win.controller.search_path(args.search)
     if args.quit_after is not None:
-        QTimer.singleShot(int(args.quit_after * 1000), app.quit)
+        QTimer.singleShot(int(args.quit_after * 1000), win.close)
     return app.exec()

@@ -1,0 +1,440 @@
+"""Behaviour of the main window: connects the views to the services.
+
+The controller owns no state of its own beyond the window's; services own the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QMimeData, QObject, QPoint, QThreadPool, QUrl, Slot
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
+from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+
+from core.imageio import open_image
+from cukd_app import file_actions
+from cukd_app.context import AppContext
+from cukd_app.mime import DropContent, read_mime
+from cukd_app.notifications import Notification
+from cukd_app.services.library_service import IndexState, LibrarySnapshot
+from cukd_app.services.model_loader import ModelInfo
+from cukd_app.services.search_service import SearchOutcome, SearchRequest
+from cukd_app.services.thumbnails import pil_to_qimage
+from cukd_app.settings import AppSettings
+from cukd_app.views.crash_dialog import CrashDialog
+from cukd_app.views.main_window import MainWindowView
+from cukd_app.views.results_view import ResultsView
+from cukd_app.views.settings_dialog import SettingsDialog
+from cukd_app.workers import Worker
+
+__all__ = ["AppController", "QueryPreview", "load_query_preview"]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.webp *.heic *.heif *.avif *.bmp *.gif *.tif "
+                "*.tiff);;All files (*)")
+
+
+class QueryPreview:
+    """A query image's preview and facts (built off the GUI thread)."""
+
+    def __init__(self, path: str, image: QImage, dims: tuple[int, int], size: int) -> None:
+        self.path, self.image, self.dims, self.size = path, image, dims, size
+
+
+def load_query_preview(path: str, edge: int = 480) -> QueryPreview:
+    """Decode a reduced preview of a query file (worker thread)."""
+    loaded = open_image(path, draft_size=edge)
+    im = loaded.image
+    im.thumbnail((edge, edge))
+    return QueryPreview(path, pil_to_qimage(im), (loaded.width, loaded.height),
+                        os.path.getsize(path))
+
+
+def _b64(data: QByteArray) -> str:
+    return base64.b64encode(bytes(data.data())).decode("ascii")
+
+
+def _unb64(text: str) -> QByteArray:
+    try:
+        return QByteArray(base64.b64decode(text.encode("ascii")))
+    except ValueError:
+        return QByteArray()
+
+
+class AppController(QObject):
+    """Wires one :class:`MainWindowView` to the services of an :class:`AppContext`.
+
+    Attributes:
+        choose_image: picks one of several dropped images (a dialog; tests replace it).
+    """
+
+    def __init__(self, ctx: AppContext, window: MainWindowView) -> None:
+        super().__init__(window)
+        self.ctx, self.win = ctx, window
+        self.choose_image: Callable[[list[str]], str | None] = self._ask_which_image
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._workers: set[Worker] = set()
+        self._query: SearchRequest | None = None
+        self._crash: CrashDialog | None = None
+        self._opened = False
+        self._pending_search: SearchRequest | None = None
+        self._connect()
+        self._restore()
+
+    # ----------------------------------------------------------------- wiring
+    def _connect(self) -> None:
+        ctx, w = self.ctx, self.win
+        lib, search, n = ctx.library, ctx.search, ctx.notifier
+        n.posted.connect(self._on_notification)
+        n.crashed.connect(self.show_crash)
+        lib.opened.connect(self._on_opened)
+        lib.snapshot.connect(self._on_snapshot)
+        lib.indexState.connect(self._on_index_state)
+        lib.duplicatesReady.connect(self._on_duplicates)
+        search.started.connect(self._on_search_started)
+        search.finished.connect(self._on_search_finished)
+        search.failed.connect(lambda _e: self.win.results_view.set_empty_text(
+            "The search failed; see the message above."))
+        panel = w.library_panel
+        panel.addFolder.connect(lib.add_root)
+        panel.removeFolder.connect(self.remove_folder)
+        panel.rescan.connect(lib.rescan)
+        panel.pause.connect(lib.pause_indexing)
+        panel.resume.connect(lib.resume_indexing)
+        panel.cancel.connect(lib.cancel_indexing)
+        w.query_panel.openRequested.connect(self.open_dialog)
+        w.query_panel.pasteRequested.connect(self.paste)
+        rv: ResultsView = w.results_view
+        rv.grid.activatedPath.connect(file_actions.open_file)
+        rv.grid.menuRequested.connect(self.result_menu)
+        rv.countChanged.connect(self._on_count_changed)
+        rv.filtersChanged.connect(self._remember_filters)
+        rv.sortChanged.connect(lambda _k: self._remember_filters())
+        dv = w.duplicates_view
+        dv.findRequested.connect(self.find_duplicates)
+        dv.grid.activatedPath.connect(file_actions.open_file)
+        dv.grid.menuRequested.connect(self.result_menu)
+        w.dropped.connect(self.handle_mime)
+        w.closing.connect(self.shutdown)
+        a = w.actions_
+        a["open"].triggered.connect(self.open_dialog)
+        a["paste"].triggered.connect(self.paste)
+        a["quit"].triggered.connect(w.close)
+        a["add_folder"].triggered.connect(panel.choose_folder)
+        a["rescan"].triggered.connect(lib.rescan)
+        a["pause"].triggered.connect(self.toggle_pause)
+        a["duplicates"].triggered.connect(self.find_duplicates)
+        a["choose_model"].triggered.connect(self.choose_model)
+        a["settings"].triggered.connect(self.edit_settings)
+        a["find"].triggered.connect(self.focus_filter)
+        a["escape"].triggered.connect(self.escape)
+        a["log"].triggered.connect(lambda: QDesktopServices.openUrl(
+            QUrl.fromLocalFile(str(self.ctx.paths.log_dir))))
+        a["about"].triggered.connect(self.about)
+
+    def _restore(self) -> None:
+        s = self.ctx.settings
+        if s.window_geometry:
+            self.win.restoreGeometry(_unb64(s.window_geometry))
+        if s.window_state:
+            self.win.restoreState(_unb64(s.window_state))
+        if s.splitter_state:
+            self.win.splitter.restoreState(_unb64(s.splitter_state))
+        self.win.results_view.set_state(s.tier_filter, s.max_distance, s.result_count, s.sort)
+        dpr = self.win.devicePixelRatioF()
+        self.ctx.thumbnails.set_edge(int(s.thumbnail_size * dpr))
+        self.ctx.duplicate_thumbnails.set_edge(int(s.thumbnail_size * dpr))
+        if s.last_query and os.path.isfile(s.last_query):
+            self._show_preview(s.last_query, note="Last query")
+
+    def save_window_state(self) -> None:
+        """Remember geometry, splitter, filters (and the last query, set when searching)."""
+        s = self.ctx.settings.replace(
+            window_geometry=_b64(self.win.saveGeometry()),
+            window_state=_b64(self.win.saveState()),
+            splitter_state=_b64(self.win.splitter.saveState()))
+        try:
+            self.ctx.save_settings(s)
+        except OSError as exc:
+            self.ctx.notifier.error(exc)
+
+    @Slot()
+    def shutdown(self) -> None:
+        """Window closing: save state, stop work, close the library."""
+        self.save_window_state()
+        self.ctx.close()
+
+    # ----------------------------------------------------------------- library
+    @Slot(object)
+    def _on_opened(self, info: ModelInfo) -> None:
+        self._opened = True
+        self.win.status.set_model(info.name)
+        self.win.library_panel.set_can_index(info.encoder is not None)
+        if info.encoder is None:
+            self.win.results_view.set_empty_text(
+                "No model is installed, so photos cannot be indexed or searched yet.\n\n"
+                "Add your photo folders now; choose a model file with "
+                "Library ▸ Choose model file… and they will be indexed.")
+            return
+        self.ctx.library.index()  # catch up with changes made while the app was closed
+        if self._pending_search is not None:
+            req, self._pending_search = self._pending_search, None
+            self.ctx.search.search(req)
+
+    @Slot(object)
+    def _on_snapshot(self, snap: LibrarySnapshot) -> None:
+        self.win.library_panel.set_snapshot(snap)
+        self.win.status.set_snapshot(snap)
+
+    @Slot(object)
+    def _on_index_state(self, state: IndexState) -> None:
+        self.win.library_panel.set_index_state(state)
+        self.win.status.set_queue(state, self.ctx.library.queue_length)
+
+    @Slot(int)
+    def remove_folder(self, root_id: int) -> None:
+        """Forget a folder after confirming (its files are not touched)."""
+        snap_roots = {r.id: r.path for r in self.win.library_panel._snap.roots}
+        path = snap_roots.get(root_id, "this folder")
+        answer = QMessageBox.question(
+            self.win, "Remove folder",
+            f"Stop searching in {path}?\n\nThe folder and its photos are not changed.")
+        if answer == QMessageBox.StandardButton.Yes:
+            self.ctx.library.remove_root(root_id)
+
+    @Slot()
+    def toggle_pause(self) -> None:
+        """Pause or resume indexing."""
+        lib = self.ctx.library
+        (lib.resume_indexing if lib.state().paused else lib.pause_indexing)()
+
+    @Slot()
+    def find_duplicates(self) -> None:
+        """Compute duplicate groups and show the duplicates tab."""
+        self.win.tabs.setCurrentWidget(self.win.duplicates_view)
+        if self.ctx.library.has_model:
+            self.win.duplicates_view.set_busy(True)
+        self.ctx.library.find_duplicates()
+
+    @Slot(object)
+    def _on_duplicates(self, groups: list) -> None:
+        self.win.duplicates_view.set_groups(groups)
+
+    # ----------------------------------------------------------------- queries
+    @Slot(QMimeData)
+    def handle_mime(self, mime: QMimeData) -> DropContent:
+        """A drop or paste: folders are added, an image file or image is searched."""
+        content = read_mime(mime)
+        for folder in content.folders:
+            self.ctx.library.add_root(folder)
+        if content.images:
+            images = list(content.images)
+            path = images[0] if len(images) == 1 else self.choose_image(images)
+            if path:
+                self.search_path(path)
+        elif content.image is not None:
+            self.search_image(content.image)
+        elif content.empty:
+            self.ctx.notifier.warning(
+                "Nothing to search: drop or paste an image file, an image, or a folder"
+                + (f" (not an image: {os.path.basename(content.ignored[0])})"
+                   if content.ignored else "."))
+        return content
+
+    def _ask_which_image(self, images: list[str]) -> str | None:
+        names = [os.path.basename(p) for p in images]
+        name, ok = QInputDialog.getItem(self.win, "Several images",
+                                        "Search with which image?", names, 0, False)
+        return images[names.index(name)] if ok and name in names else None
+
+    @Slot()
+    def paste(self) -> None:
+        """Search with the clipboard's image, image file or file path."""
+        self.handle_mime(QGuiApplication.clipboard().mimeData())
+
+    @Slot()
+    def open_dialog(self) -> None:
+        """Pick an image file to search with."""
+        start = os.path.dirname(self.ctx.settings.last_query or "") or str(Path.home())
+        path, _ = QFileDialog.getOpenFileName(self.win, "Search with an image", start,
+                                              IMAGE_FILTER)
+        if path:
+            self.search_path(path)
+
+    def search_path(self, path: str) -> int:
+        """Search with an image file (inside or outside the library)."""
+        path = os.path.normpath(os.path.abspath(path))
+        self._show_preview(path)
+        try:
+            self.ctx.save_settings(self.ctx.settings.replace(last_query=path))
+        except OSError as exc:
+            self.ctx.notifier.error(exc)
+        return self._search(SearchRequest(path=path, k=self.win.results_view.count.value()))
+
+    def search_image(self, image: QImage) -> int:
+        """Search with an in-memory image (pasted or dropped from a browser)."""
+        self.win.query_panel.show_query(image, "Pasted image", (image.width(), image.height()),
+                                        None)
+        return self._search(SearchRequest(image=image.copy(),
+                                          k=self.win.results_view.count.value()))
+
+    def _search(self, req: SearchRequest) -> int:
+        self._query = req
+        self.win.tabs.setCurrentWidget(self.win.results_view)
+        if not self._opened:
+            self._pending_search = req
+            self.win.status.showMessage("Search starts when the library is open…", 3000)
+            return 0
+        return self.ctx.search.search(req)
+
+    def _show_preview(self, path: str, note: str = "") -> None:
+        def shown(p: object) -> None:
+            assert isinstance(p, QueryPreview)
+            self.win.query_panel.show_query(p.image, os.path.basename(p.path), p.dims, p.size,
+                                            p.path, note)
+
+        w = Worker(f"Opening {os.path.basename(path)}", load_query_preview, path)
+        self._workers.add(w)
+        w.signals.result.connect(shown)
+        w.signals.error.connect(self.ctx.notifier.error)
+        w.signals.finished.connect(lambda: self._workers.discard(w))
+        self._pool.start(w)
+
+    @Slot(object, int)
+    def _on_search_started(self, req: SearchRequest, _gen: int) -> None:
+        self.win.status.showMessage(f"Searching with {req.label}…")
+
+    @Slot(object)
+    def _on_search_finished(self, out: SearchOutcome) -> None:
+        self.win.results_view.model.set_hits(out.hits, out.generation)
+        self.win.results_view.set_empty_text(
+            "No similar photos found." if not out.hits else "")
+        self.win.status.set_search_time(out.elapsed_ms, len(out.hits))
+        self.win.status.clearMessage()
+
+    @Slot(int)
+    def _on_count_changed(self, k: int) -> None:
+        self._remember_filters()
+        if self._query is not None:
+            q = self._query
+            self._search(SearchRequest(q.path, q.image, k))
+
+    def _remember_filters(self) -> None:
+        tiers, md, count, sort = self.win.results_view.state()
+        self.ctx.settings = self.ctx.settings.replace(tier_filter=tiers, max_distance=md,
+                                                      result_count=count, sort=sort)
+
+    # ----------------------------------------------------------------- results
+    @Slot(str, object)
+    def result_menu(self, path: str, pos: QPoint) -> None:
+        """Context menu of a result."""
+        menu, acts = ResultsView.result_menu(self.win)
+        acts["open"].triggered.connect(lambda: file_actions.open_file(path))
+        acts["reveal"].triggered.connect(lambda: file_actions.reveal_in_file_manager(path))
+        acts["copy_path"].triggered.connect(lambda: file_actions.copy_path(path))
+        acts["copy_image"].triggered.connect(lambda: self.copy_image(path))
+        acts["search"].triggered.connect(lambda: self.search_path(path))
+        menu.exec(pos)
+
+    def copy_image(self, path: str) -> None:
+        """Decode the full image off the GUI thread, then put it on the clipboard."""
+        w = Worker(f"Copying {os.path.basename(path)}",
+                   lambda: pil_to_qimage(open_image(path).image))
+        self._workers.add(w)
+        w.signals.result.connect(file_actions.copy_image)
+        w.signals.error.connect(self.ctx.notifier.error)
+        w.signals.finished.connect(lambda: self._workers.discard(w))
+        self._pool.start(w)
+
+    @Slot()
+    def focus_filter(self) -> None:
+        """Ctrl+F: filter the results by name."""
+        self.win.tabs.setCurrentWidget(self.win.results_view)
+        self.win.results_view.name_filter.setFocus()
+        self.win.results_view.name_filter.selectAll()
+
+    @Slot()
+    def escape(self) -> None:
+        """Esc: cancel a running search, clear the name filter, focus the grid."""
+        self.ctx.search.cancel()
+        self.win.status.clearMessage()
+        rv = self.win.results_view
+        rv.name_filter.clear()
+        rv.grid.setFocus()
+
+    # ----------------------------------------------------------------- notifications
+    @Slot(object)
+    def _on_notification(self, n: Notification) -> None:
+        self.win.notifications.post(n)
+
+    @Slot(str, str)
+    def show_crash(self, summary: str, tb: str) -> None:
+        """Non-modal crash dialog (one at a time)."""
+        if self._crash is not None and self._crash.isVisible():
+            self._crash.text.appendPlainText("\n" + tb)
+            return
+        self._crash = CrashDialog(summary, tb, str(self.ctx.paths.log_file), self.win)
+        self._crash.show()
+
+    # ----------------------------------------------------------------- settings
+    @Slot()
+    def edit_settings(self) -> None:
+        """Settings dialog; thumbnail size and threads apply at once."""
+        dlg = SettingsDialog(self.ctx.settings, self.win)
+        if not dlg.exec():
+            return
+        self.apply_settings(dlg.result_settings())
+
+    def apply_settings(self, s: AppSettings) -> None:
+        """Save and apply new settings."""
+        from cukd_app.theme import apply_theme
+
+        old = self.ctx.settings
+        self.ctx.save_settings(s)
+        dpr = self.win.devicePixelRatioF()
+        for loader in (self.ctx.thumbnails, self.ctx.duplicate_thumbnails):
+            loader.set_edge(int(s.thumbnail_size * dpr))
+        self.ctx.thumbnails.set_threads(s.worker_threads)
+        self.win.results_view.grid.set_edge(s.thumbnail_size)
+        self.win.duplicates_view.grid.set_edge(s.thumbnail_size)
+        self.win.results_view.model.set_hits(self.win.results_view.model.hits,
+                                             self.win.results_view.model.generation)
+        if s.theme != old.theme:
+            from PySide6.QtWidgets import QApplication
+
+            app = QApplication.instance()
+            if isinstance(app, QApplication):
+                apply_theme(app, s.theme)
+        if (s.exclusions, s.watch_mode) != (old.exclusions, old.watch_mode):
+            self.ctx.notifier.info("Exclusions and watching mode apply from the next start.")
+
+    @Slot()
+    def choose_model(self) -> None:
+        """Pick a model file; it is used from the next start."""
+        path, _ = QFileDialog.getOpenFileName(self.win, "Choose a model file", "",
+                                              "Model files (*.pt);;All files (*)")
+        if path:
+            self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
+            self.ctx.notifier.info(f"Model {os.path.basename(path)} will be used from the next "
+                                   "start (the library is re-indexed with it).")
+
+    @Slot()
+    def about(self) -> None:
+        """About box."""
+        from cukd_app import __version__
+
+        QMessageBox.about(self.win, "About",
+                          f"<b>CUKD Image Search</b> {__version__}<br>Finds similar photos in "
+                          "your own folders, offline. Your photos are never modified and "
+                          "nothing is sent over the network.")
+
+    @property
+    def parent_widget(self) -> QWidget:
+        """The window."""
+        return self.win

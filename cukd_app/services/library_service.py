@@ -1,0 +1,465 @@
+"""The library as the app sees it: one engine instance, one writer queue, indexing state.
+
+All writes (open, add/remove folder, scans, close) run one at a time on a single-thread pool:
+the *writer queue*. Reads (status snapshots, duplicates) run on a separate pool and never
+wait for a scan (the engine's searches and counts are safe while a scan writes).
+
+Pause blocks the running scan inside its ``should_stop`` callback (between files and batches),
+so resuming continues exactly where it stopped; cancel stops it (committed batches stay and
+the next scan resumes from there).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
+
+from core.library import (
+    Catalog,
+    DuplicateGroup,
+    Library,
+    LibraryConfig,
+    LibraryStatus,
+    RootInfo,
+    ScanConfig,
+    ScanProgress,
+    ScanResult,
+    WatchConfig,
+    default_library_dir,
+)
+from cukd_app.notifications import Notifier
+from cukd_app.services.model_loader import EncoderFactory, ModelInfo
+from cukd_app.settings import AppSettings
+from cukd_app.workers import Worker
+
+__all__ = ["IndexState", "LibraryService", "LibrarySnapshot", "RootError"]
+
+logger = logging.getLogger(__name__)
+
+#: The engine's catalog file name (core.library.library.CATALOG_FILE), for model-less mode.
+_CATALOG_FILE = "catalog.sqlite3"
+#: Progress signals are emitted at most this often.
+_PROGRESS_INTERVAL_S = 0.1
+
+
+@dataclass(frozen=True)
+class RootError:
+    """A file of a library folder that could not be indexed, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LibrarySnapshot:
+    """What the library panel and status bar show (computed off the GUI thread)."""
+
+    roots: tuple[RootInfo, ...] = ()
+    errors: dict[int, tuple[RootError, ...]] = field(default_factory=dict)
+    files: int = 0
+    indexed: int = 0
+    pending: int = 0
+    error_count: int = 0
+    watching: bool = False
+    model_name: str = ""
+    has_model: bool = False
+
+
+@dataclass(frozen=True)
+class IndexState:
+    """Indexing activity: the folder being scanned, queued folders, pause and progress."""
+
+    running: int | None = None
+    queued: tuple[int, ...] = ()
+    paused: bool = False
+    progress: ScanProgress | None = None
+
+    @property
+    def busy(self) -> bool:
+        """Whether a scan runs or waits."""
+        return self.running is not None or bool(self.queued)
+
+
+class LibraryService(QObject):
+    """Owns the :class:`core.library.Library` and all writes to it.
+
+    Args:
+        settings: current settings (exclusions, watch mode).
+        encoder_factory: returns the model to use (called on the writer thread).
+        notifier: the error path.
+        library_dir: library folder; ``None`` → ``settings.library_dir`` or the engine default.
+        watch: start watching folders after the first scans (off in tests).
+
+    Signals:
+        opened(ModelInfo): the library is ready (``encoder`` None: no model, folders only).
+        snapshot(LibrarySnapshot): fresh counts, folders and per-folder errors.
+        indexState(IndexState): indexing started/progressed/paused/stopped.
+        scanFinished(int, ScanResult): one folder's scan ended (root id).
+        duplicatesReady(list): ``DuplicateGroup`` list.
+        idle(): the writer queue became empty.
+    """
+
+    opened = Signal(object)
+    snapshot = Signal(object)
+    indexState = Signal(object)
+    scanFinished = Signal(int, object)
+    duplicatesReady = Signal(object)
+    idle = Signal()
+    # Cross-thread notifications from the writer/watcher threads (queued to the GUI thread).
+    _watchResult = Signal(object)
+    _scanStarted = Signal(int)
+    _scanProgress = Signal(int, object)
+
+    def __init__(
+        self, settings: AppSettings, encoder_factory: EncoderFactory, notifier: Notifier, *,
+        library_dir: str | os.PathLike[str] | None = None, watch: bool = True,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.settings = settings
+        self._factory = encoder_factory
+        self.notifier = notifier
+        d = library_dir if library_dir is not None else settings.library_dir
+        self.directory = Path(d) if d is not None else default_library_dir()
+        self._watch = watch
+        self.library: Library | None = None
+        self._catalog: Catalog | None = None  # model-less mode only
+        self.model = ModelInfo(None, "loading…")
+        self._writer = QThreadPool(self)
+        self._writer.setMaxThreadCount(1)
+        self._reader = QThreadPool(self)
+        self._reader.setMaxThreadCount(1)
+        self._pending_writes = 0
+        self._workers: set[Worker] = set()
+        # Indexing state (GUI thread) and the flags scans poll (any thread).
+        self._queued: list[int] = []
+        self._running: int | None = None
+        self._progress: ScanProgress | None = None
+        self._pause = threading.Event()
+        self._cancel_gen = 0
+        self._closing = threading.Event()
+        self._snap_busy = False
+        self._snap_again = False
+        self._snap_timer = QTimer(self)
+        self._snap_timer.setInterval(1000)
+        self._snap_timer.timeout.connect(self.refresh)
+        self._watchResult.connect(self._on_watch_result)
+        self._scanStarted.connect(self._on_scan_started)
+        self._scanProgress.connect(self._on_scan_progress)
+        self._watching_started = False
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def ready(self) -> bool:
+        """Whether the library is open (with or without a model)."""
+        return self.library is not None or self._catalog is not None
+
+    @property
+    def has_model(self) -> bool:
+        """Whether indexing and search are possible."""
+        return self.library is not None
+
+    @property
+    def queue_length(self) -> int:
+        """Writes waiting or running (scans included)."""
+        return self._pending_writes
+
+    def _submit(self, pool: QThreadPool, worker: Worker,
+                on_result: Callable[[Any], None] | None = None,
+                on_error: Callable[[Any], None] | None = None) -> Worker:
+        """Connect the worker's signals and start it; keeps it alive until finished."""
+        self._workers.add(worker)
+        if on_result is not None:
+            worker.signals.result.connect(on_result)
+        worker.signals.error.connect(on_error or self.notifier.error)
+        worker.signals.finished.connect(lambda: self._workers.discard(worker))
+        if pool is self._writer:
+            self._pending_writes += 1
+            worker.signals.finished.connect(self._write_done)
+        pool.start(worker)
+        return worker
+
+    @Slot()
+    def _write_done(self) -> None:
+        self._pending_writes -= 1
+        self.refresh()
+        self._emit_state()
+        if self._pending_writes == 0:
+            self.idle.emit()
+
+    def write(self, task: str, fn: Callable[..., Any], *args: Any,
+              on_result: Callable[[Any], None] | None = None) -> Worker:
+        """Queue a write on the writer thread."""
+        return self._submit(self._writer, Worker(task, fn, *args), on_result)
+
+    # ------------------------------------------------------------------ open / close
+    def open(self) -> None:
+        """Open the library (and load the model) on the writer thread."""
+        self.write("Opening the library", self._open_blocking, on_result=self._on_opened)
+
+    def _config(self) -> LibraryConfig:
+        s = self.settings
+        return LibraryConfig(
+            scan=ScanConfig(excludes=tuple(s.exclusions), decode_workers=2),
+            watch=WatchConfig(force_polling=s.watch_mode == "polling"))
+
+    def _open_blocking(self) -> ModelInfo:
+        try:
+            info = self._factory()
+        except Exception as exc:
+            self.notifier.error(exc, "")
+            info = ModelInfo(None, "model failed to load",
+                             f"The model file could not be loaded ({exc}). Folders can be "
+                             "added; indexing and search are off.")
+        if info.encoder is not None:
+            self.library = Library.open(self.directory, info.encoder, self._config())
+            self.library.on_watch_result = self._watchResult.emit
+        else:
+            self._catalog = Catalog(self.directory / _CATALOG_FILE)
+        return info
+
+    @Slot(object)
+    def _on_opened(self, info: ModelInfo) -> None:
+        self.model = info
+        if info.message:
+            (self.notifier.warning if info.encoder is None else self.notifier.info)(info.message)
+        self.opened.emit(info)
+        self.refresh()
+
+    def close(self, timeout_ms: int = 30000) -> None:
+        """Stop indexing and watching, wait for the writer, save and close (blocking)."""
+        self._closing.set()
+        self.cancel_indexing()
+        self._snap_timer.stop()
+        self._writer.waitForDone(timeout_ms)
+        self._reader.waitForDone(timeout_ms)
+        if self.library is not None:
+            self.library.close()
+            self.library = None
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+
+    # ------------------------------------------------------------------ folders
+    def add_root(self, path: str | os.PathLike[str], *, scan: bool = True) -> None:
+        """Add a folder (never written to) and index it."""
+        p = os.path.normpath(os.path.abspath(os.fspath(path)))
+        mode = self.settings.watch_mode
+
+        def add() -> RootInfo:
+            if self.library is not None:
+                return self.library.add_root(p, watch_mode=mode)
+            assert self._catalog is not None
+            with self._catalog.transaction():
+                return self._catalog.add_root(Path(p), mode, ())
+
+        def added(root: RootInfo) -> None:
+            self.notifier.info(f"Added folder {root.path}")
+            if scan and self.has_model:
+                self.index([root.id])
+
+        self.write("Adding a folder", add, on_result=added)
+
+    def remove_root(self, root_id: int) -> None:
+        """Forget a folder and its index entries (nothing on disk is touched)."""
+        if self._running == root_id:
+            self.cancel_indexing()
+        elif root_id in self._queued:
+            self._queued.remove(root_id)
+            self._emit_state()
+
+        def remove() -> None:
+            if self.library is not None:
+                self.library.remove_root(root_id)
+            elif self._catalog is not None:
+                with self._catalog.transaction():
+                    self._catalog.remove_root(root_id)
+
+        self.write("Removing a folder", remove)
+
+    # ------------------------------------------------------------------ indexing
+    def index(self, root_ids: Sequence[int] | None = None) -> None:
+        """Queue incremental scans (one per folder; all folders if ``None``)."""
+        if not self.has_model:
+            self.notifier.warning("Indexing needs a model; none is installed.")
+            return
+        ids = list(root_ids) if root_ids is not None else [r.id for r in self._roots()]
+        for rid in ids:
+            if rid in self._queued or rid == self._running:
+                continue
+            self._queued.append(rid)
+            gen = self._cancel_gen
+            self.write("Indexing", self._scan_blocking, rid, gen,
+                       on_result=self._on_scanned)
+        self._emit_state()
+        self._snap_timer.start()
+
+    def _roots(self) -> list[RootInfo]:
+        if self.library is not None:
+            return self.library.roots()
+        return self._catalog.roots() if self._catalog is not None else []
+
+    def _scan_blocking(self, root_id: int, gen: int) -> tuple[int, ScanResult | None]:
+        """Writer thread: scan one folder with throttled progress and pause/cancel."""
+        lib = self.library
+
+        def stopped() -> bool:
+            return gen != self._cancel_gen or self._closing.is_set()
+
+        if lib is None or stopped():
+            return root_id, None
+        self._startedScan(root_id)
+        last = [0.0]
+
+        def should_stop() -> bool:
+            while self._pause.is_set() and not stopped():
+                time.sleep(0.05)
+            return stopped()
+
+        def on_progress(p: ScanProgress) -> None:
+            now = time.monotonic()
+            if now - last[0] >= _PROGRESS_INTERVAL_S:
+                last[0] = now
+                self._progressed(root_id, p)
+
+        result = lib.scan([root_id], on_progress=on_progress, should_stop=should_stop)
+        if self._watch and not self._closing.is_set() and not self._watching_started:
+            self._watching_started = True
+            lib.start_watching()
+        return root_id, result
+
+    def _startedScan(self, root_id: int) -> None:
+        self._scanStarted.emit(root_id)
+
+    def _progressed(self, root_id: int, p: ScanProgress) -> None:
+        self._scanProgress.emit(root_id, p)
+
+    @Slot(int)
+    def _on_scan_started(self, root_id: int) -> None:
+        if root_id in self._queued:
+            self._queued.remove(root_id)
+        self._running, self._progress = root_id, None
+        self._emit_state()
+
+    @Slot(int, object)
+    def _on_scan_progress(self, root_id: int, p: ScanProgress) -> None:
+        if root_id == self._running:
+            self._progress = p
+            self._emit_state()
+
+    @Slot(object)
+    def _on_scanned(self, out: tuple[int, ScanResult | None]) -> None:
+        root_id, result = out
+        if root_id in self._queued:
+            self._queued.remove(root_id)
+        if self._running == root_id:
+            self._running, self._progress = None, None
+        if result is not None:
+            if result.errors:
+                self.notifier.warning(
+                    f"{len(result.errors)} file(s) could not be indexed",
+                    "\n".join(f"{e.path}: {e.reason}" for e in result.errors[:20]))
+            self.scanFinished.emit(root_id, result)
+        if not self._queued and self._running is None:
+            self._pause.clear()
+            self._snap_timer.stop()
+        self._emit_state()
+
+    def pause_indexing(self) -> None:
+        """Pause the running scan at its next check (resume continues where it stopped)."""
+        if self.state().busy:
+            self._pause.set()
+            self._emit_state()
+
+    def resume_indexing(self) -> None:
+        """Resume a paused scan."""
+        self._pause.clear()
+        self._emit_state()
+
+    def cancel_indexing(self) -> None:
+        """Stop the running scan and drop queued ones (committed work is kept)."""
+        self._cancel_gen += 1
+        self._queued.clear()
+        self._pause.clear()
+        self._emit_state()
+
+    def rescan(self) -> None:
+        """Rescan every folder."""
+        self.index(None)
+
+    def state(self) -> IndexState:
+        """Current indexing state."""
+        return IndexState(self._running, tuple(self._queued), self._pause.is_set(),
+                          self._progress)
+
+    def _emit_state(self) -> None:
+        self.indexState.emit(self.state())
+
+    @Slot(object)
+    def _on_watch_result(self, result: ScanResult) -> None:
+        if result.errors:
+            self.notifier.warning(f"{len(result.errors)} changed file(s) could not be indexed")
+        self.refresh()
+
+    # ------------------------------------------------------------------ reads
+    @Slot()
+    def refresh(self) -> None:
+        """Recompute the snapshot off the GUI thread (coalesced)."""
+        if not self.ready or self._closing.is_set():
+            return
+        if self._snap_busy:
+            self._snap_again = True
+            return
+        self._snap_busy = True
+        w = Worker("Reading the library status", self._snapshot_blocking)
+        w.signals.finished.connect(self._snap_done)
+        self._submit(self._reader, w, self.snapshot.emit)
+
+    @Slot()
+    def _snap_done(self) -> None:
+        self._snap_busy = False
+        if self._snap_again:
+            self._snap_again = False
+            self.refresh()
+
+    def _snapshot_blocking(self) -> LibrarySnapshot:
+        name, has = self.model.name, self.model.encoder is not None
+        if self.library is not None:
+            st: LibraryStatus = self.library.status()
+            errors = self._errors(self.library.catalog)
+            return LibrarySnapshot(st.roots, errors, st.files, st.indexed, st.pending,
+                                   st.errors, st.watching, name, has)
+        cat = self._catalog
+        if cat is None:
+            return LibrarySnapshot(model_name=name)
+        return LibrarySnapshot(tuple(cat.roots()), self._errors(cat), cat.count_files(), 0,
+                               cat.count_files("pending"), cat.count_files("error"), False,
+                               name, has)
+
+    @staticmethod
+    def _errors(cat: Catalog, limit: int = 2000) -> dict[int, tuple[RootError, ...]]:
+        out: dict[int, list[RootError]] = {}
+        for rec in cat.errors(limit):
+            out.setdefault(rec.root_id, []).append(RootError(rec.path, rec.error or "error"))
+        return {k: tuple(v) for k, v in out.items()}
+
+    def find_duplicates(self) -> None:
+        """Compute duplicate groups off the GUI thread (→ ``duplicatesReady``)."""
+        if self.library is None:
+            self.notifier.warning("Finding duplicates needs a model; none is installed.")
+            return
+        lib = self.library
+        self._submit(self._reader, Worker("Finding duplicates", lib.duplicates),
+                     self.duplicatesReady.emit)
+
+    def duplicates_blocking(self) -> list[DuplicateGroup]:
+        """Duplicate groups (caller's thread; for scripts and tests)."""
+        return self.library.duplicates() if self.library is not None else []

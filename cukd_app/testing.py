@@ -1,0 +1,40 @@
+"""Helpers for the app's tests, scripts and benchmarks: an isolated context with TinyEncoder.
+
+Importing this module makes Qt default to the offscreen platform (no display needed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from core.library import ImageEncoder  # noqa: E402
+from core.library.testing import TinyEncoder  # noqa: E402
+
+from cukd_app.context import AppContext, build_context  # noqa: E402
+from cukd_app.paths import AppPaths  # noqa: E402
+from cukd_app.services.model_loader import ModelInfo  # noqa: E402
+
+__all__ = ["make_test_context", "tiny_factory"]
+
+
+def tiny_factory(encoder: ImageEncoder | None = None) -> Callable[[], ModelInfo]:
+    """An encoder factory returning ``encoder`` (default: a fresh ``TinyEncoder``)."""
+    def factory() -> ModelInfo:
+        return ModelInfo(encoder or TinyEncoder(), "tiny (test)")
+    return factory
+
+
+def make_test_context(
+    root: str | os.PathLike[str], *, encoder: ImageEncoder | None = None,
+    no_model: bool = False, watch: bool = False,
+) -> AppContext:
+    """A context whose settings, cache, logs and library live under ``root``."""
+    root = Path(root)
+    factory = ((lambda: ModelInfo(None, "no model", "No model installed (test)."))
+               if no_model else tiny_factory(encoder))
+    return build_context(paths=AppPaths(root / "profile"), encoder_factory=factory,
+                         library_dir=root / "library", watch=watch)

@@ -1,0 +1,1 @@
+"""Views: layout and painting only; behaviour lives in :mod:`cukd_app.controller`."""

@@ -1,0 +1,121 @@
+"""Duplicates: groups of identical / near-duplicate files, previewed side by side."""
+
+from __future__ import annotations
+
+import os
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.imageio import hamming64
+from core.library import DuplicateGroup, FileRecord, SearchHit
+from cukd_app.results_model import TIER_LABELS, ResultsModel, format_size
+from cukd_app.views.results_view import ResultsGrid
+
+__all__ = ["DuplicatesView", "group_hits"]
+
+
+def group_hits(group: DuplicateGroup) -> list[SearchHit]:
+    """A group's files as hits (for the shared results model); ``hamming`` holds the pHash
+    distance to the first file."""
+    first = group.files[0]
+
+    def hit(r: FileRecord) -> SearchHit:
+        d = (hamming64(r.phash, first.phash)
+             if r.phash is not None and first.phash is not None else 0)
+        return SearchHit(file_id=r.id, path=r.path, score=1.0, hamming=d, phash_distance=d,
+                         tier=group.tier, size=r.size, mtime=r.mtime_ns / 1e9, width=r.width,
+                         height=r.height)
+
+    return [hit(r) for r in group.files]
+
+
+class DuplicatesView(QWidget):
+    """Group list on the left, the selected group's photos side by side on the right.
+
+    Signals:
+        findRequested(): compute the groups.
+    """
+
+    findRequested = Signal()
+
+    def __init__(self, model: ResultsModel, edge: int = 160,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.find_btn = QPushButton("Find duplicates")
+        self.find_btn.clicked.connect(self.findRequested)
+        self.summary = QLabel("Find copies and near-copies across the whole library. "
+                              "Nothing is deleted.")
+        top = QHBoxLayout()
+        top.setContentsMargins(6, 4, 6, 4)
+        top.addWidget(self.find_btn)
+        top.addWidget(self.summary, 1)
+        self.groups = QListWidget()
+        self.groups.setObjectName("duplicateGroups")
+        self.groups.currentRowChanged.connect(self._show_group)
+        self.grid = ResultsGrid(edge, self, show_distance=False)
+        self.grid.setModel(model)
+        self.grid.setFlow(ResultsGrid.Flow.LeftToRight)
+        self.details = QLabel("")
+        self.details.setWordWrap(True)
+        self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(self.grid, 1)
+        rl.addWidget(self.details)
+        self.splitter = QSplitter()
+        self.splitter.addWidget(self.groups)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 3)
+        self.splitter.setSizes([260, 700])
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addWidget(self.splitter, 1)
+        self._groups: list[DuplicateGroup] = []
+
+    def set_busy(self, busy: bool) -> None:
+        """While groups are being computed."""
+        self.find_btn.setEnabled(not busy)
+        if busy:
+            self.summary.setText("Looking for duplicates…")
+
+    def set_groups(self, groups: list[DuplicateGroup]) -> None:
+        """Show groups (largest first)."""
+        self._groups = list(groups)
+        self.groups.clear()
+        for g in self._groups:
+            first = g.files[0]
+            item = QListWidgetItem(f"{len(g.files)} × {os.path.basename(first.path)}\n"
+                                   f"{TIER_LABELS.get(g.tier, g.tier)}")
+            item.setToolTip("\n".join(r.path for r in g.files))
+            self.groups.addItem(item)
+        n = sum(len(g.files) for g in self._groups)
+        self.summary.setText(f"{len(self._groups)} groups, {n} files" if self._groups
+                             else "No duplicates found.")
+        self.set_busy(False)
+        self.find_btn.setEnabled(True)
+        if self._groups:
+            self.groups.setCurrentRow(0)
+        else:
+            self.model.clear()
+            self.details.setText("")
+
+    def _show_group(self, row: int) -> None:
+        if not 0 <= row < len(self._groups):
+            return
+        g = self._groups[row]
+        self.model.set_hits(group_hits(g))
+        self.details.setText("<br>".join(
+            f"{r.path} · {r.width} × {r.height} · {format_size(r.size)}" for r in g.files))

@@ -1,0 +1,309 @@
+"""The results grid: a ``QListView`` in icon mode with filters, sort and a tier badge."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListView,
+    QMenu,
+    QSpinBox,
+    QStackedLayout,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.library import TIERS
+from cukd_app.results_model import (
+    SORT_KEYS,
+    TIER_LABELS,
+    ResultRoles,
+    ResultsFilterProxy,
+    ResultsModel,
+)
+
+__all__ = ["TIER_COLORS", "ResultDelegate", "ResultsGrid", "ResultsView"]
+
+TIER_COLORS = {"identical": QColor("#2e7d32"), "near_duplicate": QColor("#ef6c00"),
+               "similar": QColor("#546e7a")}
+_Index = QModelIndex | QPersistentModelIndex
+
+
+class ResultDelegate(QStyledItemDelegate):
+    """Paints a thumbnail, the file name, the Hamming distance and a tier badge."""
+
+    def __init__(self, edge: int = 160, show_distance: bool = True,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.edge = edge
+        self.show_distance = show_distance
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: _Index) -> QSize:
+        """Thumbnail square plus two text lines."""
+        line = option.fontMetrics.height()
+        return QSize(self.edge + 12, self.edge + 2 * line + 16)
+
+    def paint(self, p: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
+        """Draw one result cell."""
+        p.save()
+        r = option.rect.adjusted(3, 3, -3, -3)
+        pal = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            p.fillRect(r, pal.color(QPalette.ColorRole.Highlight))
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            p.fillRect(r, pal.color(QPalette.ColorRole.AlternateBase))
+        thumb = QRect(r.x() + 3, r.y() + 3, r.width() - 6, self.edge)
+        pix = index.data(Qt.ItemDataRole.DecorationRole)
+        text_color = pal.color(QPalette.ColorRole.HighlightedText if selected
+                               else QPalette.ColorRole.Text)
+        if pix is not None and not pix.isNull():
+            size = pix.size() / max(pix.devicePixelRatio(), 1.0)
+            size.scale(thumb.size(), Qt.AspectRatioMode.KeepAspectRatio)
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(thumb.center())
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawPixmap(target, pix)
+        else:
+            p.fillRect(thumb, pal.color(QPalette.ColorRole.Midlight))
+            state = index.data(ResultRoles.ThumbnailState)
+            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
+            p.drawText(thumb, Qt.AlignmentFlag.AlignCenter,
+                       "cannot preview" if state == "failed" else "…")
+        tier = index.data(ResultRoles.Tier) or "similar"
+        hit = index.data(ResultRoles.Hit)
+        badge = TIER_LABELS.get(tier, tier)
+        if self.show_distance and hit is not None:
+            badge = f"{hit.hamming} bits · {badge}"
+        f = QFont(option.font)
+        f.setPointSizeF(max(f.pointSizeF() * 0.85, 7.0))
+        f.setBold(True)
+        p.setFont(f)
+        fm = p.fontMetrics()
+        bw, bh = fm.horizontalAdvance(badge) + 10, fm.height() + 2
+        brect = QRect(thumb.left() + 4, thumb.bottom() - bh - 3, bw, bh)
+        p.setRenderHint(QPainter.RenderHint.Antialiasing)
+        p.setPen(Qt.PenStyle.NoPen)
+        p.setBrush(TIER_COLORS.get(tier, QColor("#546e7a")))
+        p.drawRoundedRect(brect, 4, 4)
+        p.setPen(QPen(QColor("white")))
+        p.drawText(brect, Qt.AlignmentFlag.AlignCenter, badge)
+        p.setFont(option.font)
+        p.setPen(text_color)
+        name_rect = QRect(r.x() + 3, thumb.bottom() + 4, r.width() - 6,
+                          option.fontMetrics.height())
+        name = option.fontMetrics.elidedText(index.data(Qt.ItemDataRole.DisplayRole) or "",
+                                             Qt.TextElideMode.ElideMiddle, name_rect.width())
+        p.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter, name)
+        if hit is not None and hit.width and hit.height:
+            sub = QRect(name_rect.translated(0, name_rect.height()))
+            p.setPen(pal.color(QPalette.ColorRole.PlaceholderText) if not selected
+                     else text_color)
+            p.drawText(sub, Qt.AlignmentFlag.AlignHCenter, f"{hit.width} × {hit.height}")
+        p.restore()
+
+
+class ResultsGrid(QListView):
+    """Icon-mode list of results with a context menu and keyboard activation.
+
+    Signals:
+        activatedPath(str): double-click or Enter on a result (open it).
+        menuRequested(str, QPoint): context menu for a result path at a global position.
+    """
+
+    activatedPath = Signal(str)
+    menuRequested = Signal(str, object)
+
+    def __init__(self, edge: int = 160, parent: QWidget | None = None,
+                 show_distance: bool = True) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setUniformItemSizes(True)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setDragEnabled(True)
+        self.setDragDropMode(QAbstractItemView.DragDropMode.DragOnly)
+        self.setMouseTracking(True)
+        self.setSpacing(4)
+        self.setWordWrap(False)
+        self.delegate = ResultDelegate(edge, show_distance, self)
+        self.setItemDelegate(self.delegate)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.customContextMenuRequested.connect(self._menu)
+        self.activated.connect(lambda idx: self.activatedPath.emit(idx.data(ResultRoles.Path)))
+        self.set_edge(edge)
+
+    def set_edge(self, edge: int) -> None:
+        """Thumbnail size in logical pixels."""
+        self.delegate.edge = edge
+        self.setGridSize(self.delegate.sizeHint(self.viewOptions_(), QModelIndex()))
+        self.doItemsLayout()
+
+    def viewOptions_(self) -> QStyleOptionViewItem:
+        """Style options (font metrics) used for size hints."""
+        opt = QStyleOptionViewItem()
+        opt.initFrom(self)
+        return opt
+
+    def _menu(self, pos: object) -> None:
+        idx = self.indexAt(pos)  # type: ignore[arg-type]
+        if idx.isValid():
+            self.menuRequested.emit(idx.data(ResultRoles.Path), self.viewport().mapToGlobal(pos))
+
+    def current_path(self) -> str | None:
+        """Path of the current result, if any."""
+        idx = self.currentIndex()
+        return idx.data(ResultRoles.Path) if idx.isValid() else None
+
+
+class ResultsView(QWidget):
+    """Filters bar + results grid + an empty-state message.
+
+    Signals:
+        filtersChanged(): tier, distance or name filter changed (settings to remember).
+        countChanged(int): the result count changed (the search should be re-run).
+        sortChanged(str): the sort key changed.
+    """
+
+    filtersChanged = Signal()
+    countChanged = Signal(int)
+    sortChanged = Signal(str)
+
+    def __init__(self, model: ResultsModel, edge: int = 160,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.proxy = ResultsFilterProxy(self)
+        self.proxy.setSourceModel(model)
+        bar = QHBoxLayout()
+        bar.setContentsMargins(6, 4, 6, 4)
+        self.tier_boxes: dict[str, QCheckBox] = {}
+        for t in TIERS:
+            cb = QCheckBox(TIER_LABELS[t].capitalize())
+            cb.setChecked(True)
+            cb.toggled.connect(self._apply_filters)
+            self.tier_boxes[t] = cb
+            bar.addWidget(cb)
+        bar.addSpacing(8)
+        bar.addWidget(QLabel("Max distance:"))
+        self.max_distance = QSpinBox()
+        self.max_distance.setRange(-1, 4096)
+        self.max_distance.setSpecialValueText("any")
+        self.max_distance.setValue(-1)
+        self.max_distance.setSuffix(" bits")
+        self.max_distance.setToolTip("Hide results whose code differs in more bits")
+        self.max_distance.valueChanged.connect(self._apply_filters)
+        bar.addWidget(self.max_distance)
+        bar.addWidget(QLabel("Results:"))
+        self.count = QSpinBox()
+        self.count.setRange(1, 1000)
+        self.count.setValue(60)
+        self.count.setKeyboardTracking(False)
+        self.count.valueChanged.connect(self.countChanged)
+        bar.addWidget(self.count)
+        bar.addWidget(QLabel("Sort:"))
+        self.sort = QComboBox()
+        for k in SORT_KEYS:
+            self.sort.addItem({"rank": "Best match", "distance": "Distance",
+                               "date": "Newest", "size": "Largest",
+                               "name": "Name"}[k], k)
+        self.sort.currentIndexChanged.connect(self._apply_sort)
+        bar.addWidget(self.sort)
+        self.name_filter = QLineEdit()
+        self.name_filter.setPlaceholderText("Filter by name (Ctrl+F)")
+        self.name_filter.setClearButtonEnabled(True)
+        self.name_filter.textChanged.connect(self._apply_filters)
+        bar.addWidget(self.name_filter, 1)
+        self.summary = QLabel("")
+        bar.addWidget(self.summary)
+
+        self.grid = ResultsGrid(edge, self)
+        self.grid.setModel(self.proxy)
+        self.empty = QLabel()
+        self.empty.setObjectName("emptyState")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.set_empty_text("Drop a photo here, paste one (Ctrl+V) or open one (Ctrl+O) to "
+                            "find similar photos in your library.")
+        self._stack = QStackedLayout()
+        self._stack.addWidget(self.empty)
+        self._stack.addWidget(self.grid)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(bar)
+        lay.addLayout(self._stack)
+        model.modelReset.connect(self._update_empty)
+        self.proxy.layoutChanged.connect(self._update_summary)
+        self.proxy.rowsInserted.connect(self._update_summary)
+        self.proxy.rowsRemoved.connect(self._update_summary)
+        self.proxy.modelReset.connect(self._update_summary)
+
+    def set_empty_text(self, text: str) -> None:
+        """Message shown when there are no results."""
+        self.empty.setText(text)
+
+    def _update_empty(self) -> None:
+        self._stack.setCurrentWidget(self.grid if self.model.rowCount() else self.empty)
+        self._update_summary()
+
+    def _update_summary(self) -> None:
+        n, total = self.proxy.rowCount(), self.model.rowCount()
+        self.summary.setText(f"{n} of {total}" if n != total else f"{total} results"
+                             if total else "")
+
+    def _apply_filters(self) -> None:
+        tiers = [t for t, cb in self.tier_boxes.items() if cb.isChecked()]
+        md = self.max_distance.value()
+        self.proxy.set_filters(tiers, None if md < 0 else md)
+        self.proxy.set_name_filter(self.name_filter.text())
+        self._update_summary()
+        self.filtersChanged.emit()
+
+    def _apply_sort(self) -> None:
+        key = self.sort.currentData()
+        self.proxy.set_sort_key(key)
+        self.sortChanged.emit(key)
+
+    def set_state(self, tiers: tuple[str, ...], max_distance: int | None, count: int,
+                  sort: str) -> None:
+        """Restore remembered filters."""
+        for t, cb in self.tier_boxes.items():
+            cb.setChecked(t in tiers)
+        self.max_distance.setValue(-1 if max_distance is None else max_distance)
+        self.count.blockSignals(True)
+        self.count.setValue(count)
+        self.count.blockSignals(False)
+        i = self.sort.findData(sort)
+        if i >= 0:
+            self.sort.setCurrentIndex(i)
+
+    def state(self) -> tuple[tuple[str, ...], int | None, int, str]:
+        """``(tiers, max_distance, count, sort)`` to remember."""
+        md = self.max_distance.value()
+        return (tuple(t for t, cb in self.tier_boxes.items() if cb.isChecked()),
+                None if md < 0 else md, self.count.value(), self.sort.currentData())
+
+    @staticmethod
+    def result_menu(parent: QWidget) -> tuple[QMenu, dict[str, QAction]]:
+        """The context menu of a result: open, reveal, copy path, copy image, search."""
+        menu = QMenu(parent)
+        acts = {
+            "open": menu.addAction("Open"),
+            "reveal": menu.addAction("Show in file manager"),
+        }
+        menu.addSeparator()
+        acts["copy_path"] = menu.addAction("Copy path")
+        acts["copy_image"] = menu.addAction("Copy image")
+        menu.addSeparator()
+        acts["search"] = menu.addAction("Search similar to this")
+        return menu, acts
