@@ -122,3 +122,23 @@ def test_model_without_hash_head_is_refused(tmp_path: Path) -> None:
     d["hash_head"] = {"kind": "mystery", "n_bits": 8, "state": {}}
     with pytest.raises(CheckpointError, match="unknown hash head"):
         Encoder.from_dict(d)
+
+
+def test_library_engine_indexes_and_searches_with_it(model_file: Path, images: list[Image.Image],
+                                                     tmp_path: Path) -> None:
+    from tests.library_helpers import open_library
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, im in enumerate(images):
+        im.save(photos / f"p{i}.jpg", quality=95)
+    enc = Encoder.from_file(model_file)
+    lib = open_library(tmp_path / "lib", enc)  # type: ignore[arg-type]
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        with Image.open(photos / "p3.jpg") as im:
+            hits = lib.search(im.convert("RGB"), k=3)  # in memory: the file is not excluded
+        assert hits and Path(hits[0].path).name == "p3.jpg" and hits[0].hamming == 0
+    finally:
+        lib.close()
