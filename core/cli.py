@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val", type=Path, default=None, help="images for validation cosine")
     d.add_argument("--restart", action="store_true", help="ignore a previous run's state")
     d.set_defaults(func=_cmd_distill)
+
+    from core.cli_hashing import add_commands as add_hashing_commands
+
+    add_hashing_commands(sub)
     return p
 
 
