@@ -11,14 +11,13 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-from core.library import ImageEncoder  # noqa: E402
-from core.library.testing import TinyEncoder  # noqa: E402
+from core.library import ImageEncoder
+from core.library.testing import TinyEncoder
+from cukd_app.context import AppContext, build_context
+from cukd_app.paths import AppPaths
+from cukd_app.services.model_loader import ModelInfo
 
-from cukd_app.context import AppContext, build_context  # noqa: E402
-from cukd_app.paths import AppPaths  # noqa: E402
-from cukd_app.services.model_loader import ModelInfo  # noqa: E402
-
-__all__ = ["make_test_context", "tiny_factory"]
+__all__ = ["make_test_context", "open_library", "tiny_factory"]
 
 
 def tiny_factory(encoder: ImageEncoder | None = None) -> Callable[[], ModelInfo]:
@@ -38,3 +37,14 @@ def make_test_context(
                if no_model else tiny_factory(encoder))
     return build_context(paths=AppPaths(root / "profile"), encoder_factory=factory,
                          library_dir=root / "library", watch=watch)
+
+
+def open_library(qtbot: object, ctx: AppContext, folders: list[Path] = (),  # type: ignore[assignment]
+                 timeout: int = 20000) -> None:
+    """Open the library and index ``folders``, waiting with pytest-qt's ``qtbot``."""
+    with qtbot.waitSignal(ctx.library.opened, timeout=timeout):  # type: ignore[attr-defined]
+        ctx.library.open()
+    for folder in folders:
+        with qtbot.waitSignal(ctx.library.scanFinished, timeout=timeout):  # type: ignore[attr-defined]
+            ctx.library.add_root(folder)
+    qtbot.waitUntil(lambda: ctx.library.queue_length == 0, timeout=timeout)  # type: ignore[attr-defined]

@@ -56,6 +56,7 @@ class DuplicatesView(QWidget):
         self.find_btn.clicked.connect(self.findRequested)
         self.summary = QLabel("Find copies and near-copies across the whole library. "
                               "Nothing is deleted.")
+        self.summary.setWordWrap(True)
         top = QHBoxLayout()
         top.setContentsMargins(6, 4, 6, 4)
         top.addWidget(self.find_btn)

@@ -8,7 +8,6 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
@@ -18,6 +17,7 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
+    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -185,8 +185,9 @@ class ResultsView(QWidget):
         self.model = model
         self.proxy = ResultsFilterProxy(self)
         self.proxy.setSourceModel(model)
-        bar = QHBoxLayout()
-        bar.setContentsMargins(6, 4, 6, 4)
+        bar = QToolBar()  # overflows into a ">>" menu when the window is narrow
+        bar.setObjectName("resultsFilters")
+        bar.setMovable(False)
         self.tier_boxes: dict[str, QCheckBox] = {}
         for t in TIERS:
             cb = QCheckBox(TIER_LABELS[t].capitalize())
@@ -194,7 +195,7 @@ class ResultsView(QWidget):
             cb.toggled.connect(self._apply_filters)
             self.tier_boxes[t] = cb
             bar.addWidget(cb)
-        bar.addSpacing(8)
+        bar.addSeparator()
         bar.addWidget(QLabel("Max distance:"))
         self.max_distance = QSpinBox()
         self.max_distance.setRange(-1, 4096)
@@ -223,7 +224,8 @@ class ResultsView(QWidget):
         self.name_filter.setPlaceholderText("Filter by name (Ctrl+F)")
         self.name_filter.setClearButtonEnabled(True)
         self.name_filter.textChanged.connect(self._apply_filters)
-        bar.addWidget(self.name_filter, 1)
+        self.name_filter.setMinimumWidth(120)
+        bar.addWidget(self.name_filter)
         self.summary = QLabel("")
         bar.addWidget(self.summary)
 
@@ -240,7 +242,8 @@ class ResultsView(QWidget):
         self._stack.addWidget(self.grid)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(bar)
+        lay.addWidget(bar)
+        self.toolbar = bar
         lay.addLayout(self._stack)
         model.modelReset.connect(self._update_empty)
         self.proxy.layoutChanged.connect(self._update_summary)
