@@ -319,12 +319,21 @@ def scan_rate(encoder: Any, files: Sequence[Path], folder: Path, work: Path, tag
     return {"images_per_s": median_rate(rates), "runs_seconds": secs, "errors": errors}
 
 
+_DECODED: dict[tuple[int, int], list[Image.Image]] = {}
+
+
 def encode_only_rate(encoder: Any, files: Sequence[Path], reps: int) -> float:
     """Median images/s of ``encoder.encode`` on already decoded (index-size) images."""
     from core.library import decode_for_index
 
     size = decode_size(encoder, bench_config())
-    ims = [d.image for d in (decode_for_index(p, size) for p in files[:256]) if d.image]
+    key = (hash(tuple(files[:256])), size)
+    if key not in _DECODED:
+        _DECODED.clear()
+        with ThreadPoolExecutor(bench_config().scan.decode_workers) as pool:
+            decoded = pool.map(lambda p: decode_for_index(p, size), files[:256])
+            _DECODED[key] = [d.image for d in decoded if d.image is not None]
+    ims = _DECODED[key]
     rates = []
     for _ in range(reps):
         t0 = time.perf_counter()
