@@ -190,3 +190,31 @@ def test_wired_into_cukd(scanned: Path, photos: Path, capsys) -> None:
     assert cli.main(["search", str(photos / "p0.jpg"), "--json", "--library", str(scanned),
                      *TINY]) == 0
     assert json.loads(capsys.readouterr().out)["results"][0]["tier"] == "identical"
+
+
+def test_real_model_file(tmp_path: Path, photos: Path, capsys) -> None:
+    """A student model file with an ITQ head indexes and searches; one without is refused."""
+    import torch
+
+    from core.checkpoint import save_student
+    from core.finetune import fit_itq_head
+    from core.models import create_student
+
+    torch.manual_seed(0)
+    student = create_student("cukd_mnv2_035", 64)
+    bare, model = tmp_path / "bare.pt", tmp_path / "model.pt"
+    save_student(bare, student)
+    fit_itq_head(student, sorted(photos.rglob("p*.jpg")), model, n_bits=32, embed_dim=4,
+                 threads=1)
+    lib = str(tmp_path / "lib")
+    assert run(capsys, "library", "add", str(photos), "--library", lib)[0] == 0
+    rc, _, err = run(capsys, "library", "scan", "--library", lib, "--model", str(bare))
+    assert rc == 2 and "no hash head" in err
+    res = run_json(capsys, "library", "scan", "--library", lib, "--model", str(model))
+    assert res["indexed"] == 8
+    res = run_json(capsys, "search", str(photos / "p0.jpg"), "-k", "2", "--library", lib,
+                   "--model", str(model))
+    assert res["model_id"] == run_json(capsys, "library", "status", "--library", lib)[
+        "model_id"]
+    assert res["results"][0]["path"] == str(photos / "copy_of_p0.jpg")
+    assert res["results"][0]["tier"] == "identical"
