@@ -867,7 +867,8 @@ def write_md(d: dict, path: Path) -> None:
                   f"`{cfg.get('teacher')}` @ {cfg.get('teacher_size')} px + PCA/ITQ "
                   f"{cfg.get('n_bits')}-bit head and {cfg.get('embed_dim')}-d PCA embedding "
                   f"fitted on {cfg.get('fit_images')} Imagenette train images. Library "
-                  "settings: the app defaults (batch 32, 2 decoding threads).", ""]
+                  f"settings: the app defaults (batch {bench_config().scan.batch_size}, "
+                  f"{bench_config().scan.decode_workers} decoding threads).", ""]
     head = ("| pipeline | scan images/s | encode only images/s | runs (s) |",
             "|---|---|---|---|")
     for key, title in (("throughput_imagenette", "Scan + encode: Imagenette val (224 px JPEG)"),
@@ -989,7 +990,7 @@ def write_md(d: dict, path: Path) -> None:
 FULL = {"fit_images": 1000, "reps": 3, "encode_images": 1000, "max_photos": 100,
         "search_sizes": [10_000, 100_000, 1_000_000], "queries": 500, "burst_files": 10_000,
         "burst_timeout": 600.0, "recall_photos": 100, "distractors": 100_000,
-        "budget_minutes": 40.0}
+        "budget_minutes": 25.0}
 QUICK = {"fit_images": 48, "reps": 2, "encode_images": 48, "max_photos": 4,
          "search_sizes": [2000, 10_000], "queries": 50, "burst_files": 120,
          "burst_timeout": 120.0, "recall_photos": 3, "distractors": 60, "budget_minutes": 5.0}
