@@ -13,6 +13,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--library", default=None,
                    help="open this library folder (catalog and indexes; default: per user)")
     p.add_argument("--search", default=None, help="search with this image at start-up")
+    p.add_argument("--duplicates", action="store_true",
+                   help="open the duplicates view at start-up")
     p.add_argument("--model", default=None,
                    help="model file (default: the setting, then resources/models/default.pt); "
                         "'tiny' uses the built-in test encoder")

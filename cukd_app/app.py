@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     ctx.library.open()
     if args.search:
         win.controller.search_path(args.search)
+    if getattr(args, "duplicates", False):
+        ctx.library.opened.connect(lambda _info: win.controller.find_duplicates())
     if args.quit_after is not None:
         QTimer.singleShot(int(args.quit_after * 1000), win.close)
     return app.exec()

@@ -15,7 +15,7 @@ from PySide6.QtCore import QByteArray, QMimeData, QObject, QPoint, QThreadPool, 
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
 from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
 
-from core.imageio import open_image
+from core.imageio import ImageLoadError, open_image
 from cukd_app import file_actions
 from cukd_app.context import AppContext
 from cukd_app.mime import DropContent, read_mime
@@ -29,7 +29,7 @@ from cukd_app.views.crash_dialog import CrashDialog
 from cukd_app.views.main_window import MainWindowView
 from cukd_app.views.results_view import ResultsView
 from cukd_app.views.settings_dialog import SettingsDialog
-from cukd_app.workers import Worker
+from cukd_app.workers import Worker, WorkerError
 
 __all__ = ["AppController", "QueryPreview", "load_query_preview"]
 
@@ -99,8 +99,7 @@ class AppController(QObject):
         lib.duplicatesReady.connect(self._on_duplicates)
         search.started.connect(self._on_search_started)
         search.finished.connect(self._on_search_finished)
-        search.failed.connect(lambda _e: self.win.results_view.set_empty_text(
-            "The search failed; see the message above."))
+        search.failed.connect(self._on_search_failed)
         panel = w.library_panel
         panel.addFolder.connect(lib.add_root)
         panel.removeFolder.connect(self.remove_folder)
@@ -299,10 +298,18 @@ class AppController(QObject):
             self.win.query_panel.show_query(p.image, os.path.basename(p.path), p.dims, p.size,
                                             p.path, note)
 
+        def failed(err: WorkerError) -> None:
+            # The search of the same file reports the failure; here the panel says why.
+            logger.info("no preview for %s: %s", path, err.exception)
+            exc = err.exception
+            why = exc.reason.replace("_", " ") if isinstance(exc, ImageLoadError) else str(exc)
+            self.win.query_panel.show_query(None, os.path.basename(path), None, None, path,
+                                            f"Cannot read this image ({why})")
+
         w = Worker(f"Opening {os.path.basename(path)}", load_query_preview, path)
         self._workers.add(w)
         w.signals.result.connect(shown)
-        w.signals.error.connect(self.ctx.notifier.error)
+        w.signals.error.connect(failed)
         w.signals.finished.connect(lambda: self._workers.discard(w))
         self._pool.start(w)
 
@@ -316,6 +323,12 @@ class AppController(QObject):
         self.win.results_view.set_empty_text(
             "No similar photos found." if not out.hits else "")
         self.win.status.set_search_time(out.elapsed_ms, len(out.hits))
+        self.win.status.clearMessage()
+
+    @Slot(object)
+    def _on_search_failed(self, _err: object) -> None:
+        self.win.results_view.model.clear()
+        self.win.results_view.set_empty_text("The search failed; see the message above.")
         self.win.status.clearMessage()
 
     @Slot(int)

@@ -63,6 +63,8 @@ class DuplicatesView(QWidget):
         top.addWidget(self.summary, 1)
         self.groups = QListWidget()
         self.groups.setObjectName("duplicateGroups")
+        self.groups.setSpacing(3)
+        self.groups.setAlternatingRowColors(True)
         self.groups.currentRowChanged.connect(self._show_group)
         self.grid = ResultsGrid(edge, self, show_distance=False)
         self.grid.setModel(model)
@@ -70,6 +72,7 @@ class DuplicatesView(QWidget):
         self.details = QLabel("")
         self.details.setWordWrap(True)
         self.details.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.details.setObjectName("hint")
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
@@ -98,8 +101,8 @@ class DuplicatesView(QWidget):
         self.groups.clear()
         for g in self._groups:
             first = g.files[0]
-            item = QListWidgetItem(f"{len(g.files)} × {os.path.basename(first.path)}\n"
-                                   f"{TIER_LABELS.get(g.tier, g.tier)}")
+            item = QListWidgetItem(f"{len(g.files)} photos · {TIER_LABELS.get(g.tier, g.tier)}"
+                                   f"\n{os.path.basename(first.path)}")
             item.setToolTip("\n".join(r.path for r in g.files))
             self.groups.addItem(item)
         n = sum(len(g.files) for g in self._groups)
@@ -118,5 +121,9 @@ class DuplicatesView(QWidget):
             return
         g = self._groups[row]
         self.model.set_hits(group_hits(g))
-        self.details.setText("<br>".join(
-            f"{r.path} · {r.width} × {r.height} · {format_size(r.size)}" for r in g.files))
+        folders = sorted({os.path.dirname(r.path) for r in g.files})
+        total = sum(r.size for r in g.files)
+        self.details.setText(
+            f"{len(g.files)} files, {format_size(total)} in "
+            + (folders[0] if len(folders) == 1 else f"{len(folders)} folders")
+            + ". Hover a photo for its path; nothing is deleted here.")

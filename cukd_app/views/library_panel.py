@@ -116,6 +116,7 @@ class LibraryPanel(QWidget):
         lay.addLayout(row1)
         self._snap = LibrarySnapshot()
         self._state = IndexState()
+        self._err_counts: dict[int, int] = {}
         self._can_index = False
         self._update_buttons()
 
@@ -162,13 +163,18 @@ class LibraryPanel(QWidget):
             item.setData(0, Qt.ItemDataRole.UserRole, root.id)
             item.setToolTip(0, root.path)
             for err in self._snap.errors.get(root.id, ()):
-                child = QTreeWidgetItem([os.path.relpath(err.path, root.path), err.reason])
-                child.setToolTip(0, err.path)
+                short = err.reason.split(":", 1)[0].replace("_", " ")
+                child = QTreeWidgetItem([os.path.relpath(err.path, root.path), short])
+                child.setToolTip(0, f"{err.path}\n{err.reason}")
                 child.setToolTip(1, err.reason)
                 child.setForeground(1, QColor(_STATE_COLORS["error"]))
                 item.addChild(child)
             self.tree.addTopLevelItem(item)
-            item.setExpanded(root.id in expanded)
+            n_err = item.childCount()
+            newly_failed = self._err_counts.get(root.id, 0) == 0 and 0 < n_err <= 5
+            self._err_counts[root.id] = n_err
+            # The first few failures are shown unfolded; many stay folded.
+            item.setExpanded(root.id in expanded or newly_failed)
             if root.id == selected:
                 item.setSelected(True)
         self.hint.setVisible(not self._snap.roots)

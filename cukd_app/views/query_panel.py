@@ -68,6 +68,7 @@ class QueryPanel(QWidget):
             pix.setDevicePixelRatio(dpr)
             self.image.setPixmap(pix)
         else:
+            self.image.setPixmap(QPixmap())
             self.image.setText("(no preview)")
         parts = [f"<b>{name}</b>"]
         if dims:

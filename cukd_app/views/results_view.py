@@ -29,6 +29,7 @@ from cukd_app.results_model import (
     ResultRoles,
     ResultsFilterProxy,
     ResultsModel,
+    format_size,
 )
 
 __all__ = ["TIER_COLORS", "ResultDelegate", "ResultsGrid", "ResultsView"]
@@ -104,11 +105,14 @@ class ResultDelegate(QStyledItemDelegate):
         name = option.fontMetrics.elidedText(index.data(Qt.ItemDataRole.DisplayRole) or "",
                                              Qt.TextElideMode.ElideMiddle, name_rect.width())
         p.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter, name)
-        if hit is not None and hit.width and hit.height:
+        if hit is not None:
             sub = QRect(name_rect.translated(0, name_rect.height()))
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText) if not selected
                      else text_color)
-            p.drawText(sub, Qt.AlignmentFlag.AlignHCenter, f"{hit.width} × {hit.height}")
+            dims = f"{hit.width} × {hit.height}" if hit.width and hit.height else ""
+            if not self.show_distance:  # duplicates: compare sizes side by side
+                dims = f"{dims} · {format_size(hit.size)}" if dims else format_size(hit.size)
+            p.drawText(sub, Qt.AlignmentFlag.AlignHCenter, dims)
         p.restore()
 
 
