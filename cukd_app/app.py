@@ -9,7 +9,7 @@ import time
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QApplication
 
-from cukd_app import __version__
+from cukd_app import STARTED, __version__
 from cukd_app.context import AppContext, build_context
 from cukd_app.controller import AppController
 from cukd_app.notifications import install_crash_hooks, setup_logging
@@ -48,7 +48,6 @@ class MainWindow(MainWindowView):
 
 def run(args: argparse.Namespace) -> int:
     """Start the app with parsed command-line arguments; returns the exit code."""
-    t0 = time.perf_counter()
     app = QApplication.instance() or QApplication([])
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
@@ -62,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     apply_theme(app, ctx.settings.theme)
     win = MainWindow(ctx)
     win.show()
-    logger.info("window shown %.0f ms after start-up", (time.perf_counter() - t0) * 1e3)
+    logger.info("window shown %.0f ms after start-up", (time.perf_counter() - STARTED) * 1e3)
+    ctx.library.opened.connect(lambda info: logger.info(
+        "library ready (%s) %.0f ms after start-up", info.name,
+        (time.perf_counter() - STARTED) * 1e3))
     ctx.library.open()
     if args.search:
         win.controller.search_path(args.search)

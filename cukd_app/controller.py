@@ -270,10 +270,6 @@ class AppController(QObject):
         """Search with an image file (inside or outside the library)."""
         path = os.path.normpath(os.path.abspath(path))
         self._show_preview(path)
-        try:
-            self.ctx.save_settings(self.ctx.settings.replace(last_query=path))
-        except OSError as exc:
-            self.ctx.notifier.error(exc)
         return self._search(SearchRequest(path=path, k=self.win.results_view.count.value()))
 
     def search_image(self, image: QImage) -> int:
@@ -324,6 +320,11 @@ class AppController(QObject):
             "No similar photos found." if not out.hits else "")
         self.win.status.set_search_time(out.elapsed_ms, len(out.hits))
         self.win.status.clearMessage()
+        if out.request.path and out.request.path != self.ctx.settings.last_query:
+            try:  # remembered once it worked
+                self.ctx.save_settings(self.ctx.settings.replace(last_query=out.request.path))
+            except OSError as exc:
+                self.ctx.notifier.error(exc)
 
     @Slot(object)
     def _on_search_failed(self, _err: object) -> None:

@@ -67,3 +67,17 @@ def test_window_state_and_last_query_are_remembered(qtbot, tmp_path: Path) -> No
         qtbot.waitUntil(lambda: "img0000.png" in win2.query_panel.caption.text(), timeout=5000)
     finally:
         ctx2.close()
+
+
+def test_group_order_and_exact_copy_badges() -> None:
+    from core.library import DuplicateGroup, FileRecord
+    from cukd_app.views.duplicates_view import exact_copies, group_hits, order_groups
+
+    def rec(i: int, fp: str, size: int = 100) -> FileRecord:
+        return FileRecord(i, 1, f"/p/{i}.jpg", size, 0, fp, 0, 10, 10, "ok", None)
+
+    big = DuplicateGroup("near_duplicate", (rec(1, "a"), rec(2, "b"), rec(3, "c")))
+    copies = DuplicateGroup("near_duplicate", (rec(4, "x"), rec(5, "x"), rec(6, "y", 50)))
+    assert exact_copies(copies) == 2 and exact_copies(big) == 0
+    assert order_groups([big, copies]) == [copies, big]
+    assert [h.tier for h in group_hits(copies)] == ["identical", "identical", "near_duplicate"]

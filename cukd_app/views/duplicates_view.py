@@ -21,22 +21,40 @@ from core.library import DuplicateGroup, FileRecord, SearchHit
 from cukd_app.results_model import TIER_LABELS, ResultsModel, format_size
 from cukd_app.views.results_view import ResultsGrid
 
-__all__ = ["DuplicatesView", "group_hits"]
+__all__ = ["DuplicatesView", "exact_copies", "group_hits", "order_groups"]
+
+
+def _same_bytes(a: FileRecord, b: FileRecord) -> bool:
+    return a.fingerprint is not None and a.fingerprint == b.fingerprint and a.size == b.size
+
+
+def exact_copies(group: DuplicateGroup) -> int:
+    """Files of the group that are byte-identical to another file of the group."""
+    fs = group.files
+    return sum(any(_same_bytes(a, b) for b in fs if b is not a) for a in fs)
 
 
 def group_hits(group: DuplicateGroup) -> list[SearchHit]:
-    """A group's files as hits (for the shared results model); ``hamming`` holds the pHash
-    distance to the first file."""
+    """A group's files as hits (for the shared results model). A file byte-identical to
+    another one of the group is tiered ``identical``; ``hamming`` holds the pHash distance
+    to the first file."""
     first = group.files[0]
 
     def hit(r: FileRecord) -> SearchHit:
         d = (hamming64(r.phash, first.phash)
              if r.phash is not None and first.phash is not None else 0)
+        same = any(_same_bytes(r, o) for o in group.files if o is not r)
         return SearchHit(file_id=r.id, path=r.path, score=1.0, hamming=d, phash_distance=d,
-                         tier=group.tier, size=r.size, mtime=r.mtime_ns / 1e9, width=r.width,
-                         height=r.height)
+                         tier="identical" if same else group.tier, size=r.size,
+                         mtime=r.mtime_ns / 1e9, width=r.width, height=r.height)
 
     return [hit(r) for r in group.files]
+
+
+def order_groups(groups: list[DuplicateGroup]) -> list[DuplicateGroup]:
+    """Groups with exact copies first (the safest to tidy up), then larger groups first."""
+    return sorted(groups, key=lambda g: (g.tier != "identical", exact_copies(g) == 0,
+                                         -len(g.files)))
 
 
 class DuplicatesView(QWidget):
@@ -97,11 +115,14 @@ class DuplicatesView(QWidget):
 
     def set_groups(self, groups: list[DuplicateGroup]) -> None:
         """Show groups (largest first)."""
-        self._groups = list(groups)
+        self._groups = order_groups(list(groups))
         self.groups.clear()
         for g in self._groups:
             first = g.files[0]
-            item = QListWidgetItem(f"{len(g.files)} photos · {TIER_LABELS.get(g.tier, g.tier)}"
+            copies = exact_copies(g)
+            kind = (TIER_LABELS.get(g.tier, g.tier) if g.tier == "identical" or not copies
+                    else f"{copies} exact copies")
+            item = QListWidgetItem(f"{len(g.files)} photos · {kind}"
                                    f"\n{os.path.basename(first.path)}")
             item.setToolTip("\n".join(r.path for r in g.files))
             self.groups.addItem(item)
