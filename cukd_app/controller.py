@@ -21,7 +21,7 @@ from cukd_app.context import AppContext
 from cukd_app.mime import DropContent, read_mime
 from cukd_app.notifications import Notification
 from cukd_app.services.library_service import IndexState, LibrarySnapshot
-from cukd_app.services.model_loader import ModelInfo
+from cukd_app.services.model_loader import ModelInfo, resolve_encoder
 from cukd_app.services.search_service import SearchOutcome, SearchRequest
 from cukd_app.services.thumbnails import pil_to_qimage
 from cukd_app.settings import AppSettings
@@ -181,6 +181,8 @@ class AppController(QObject):
                 "Add your photo folders now; choose a model file with "
                 "Library ▸ Choose model file… and they will be indexed.")
             return
+        if self.win.results_view.model.rowCount() == 0:
+            self.win.results_view.set_empty_text(ResultsView.WELCOME)
         self.ctx.library.index()  # catch up with changes made while the app was closed
         if self._pending_search is not None:
             req, self._pending_search = self._pending_search, None
@@ -434,7 +436,14 @@ class AppController(QObject):
         path, _ = QFileDialog.getOpenFileName(self.win, "Choose a model file", "",
                                               "Model files (*.pt);;All files (*)")
         if path:
-            self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
+            self.use_model_file(path)
+
+    def use_model_file(self, path: str) -> None:
+        """Remember a model file; load it now when no model is active."""
+        self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
+        if self.ctx.library.use_model(lambda: resolve_encoder(path)):
+            self.ctx.notifier.info(f"Loading model {os.path.basename(path)}…")
+        else:
             self.ctx.notifier.info(f"Model {os.path.basename(path)} will be used from the next "
                                    "start (the library is re-indexed with it).")
 

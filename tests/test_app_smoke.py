@@ -67,3 +67,62 @@ def test_starts_without_a_model(qtbot, tmp_path: Path) -> None:
         assert "model" in win.status.model.text().lower()
     finally:
         ctx.close()
+
+
+def test_model_chosen_later_is_loaded_at_once(qtbot, tmp_path: Path) -> None:
+    from cukd_app.testing import open_library, tiny_factory
+    from tests.library_helpers import make_tree
+
+    photos = tmp_path / "photos"
+    make_tree(photos, 4)
+    ctx = make_test_context(tmp_path, no_model=True)
+    try:
+        win = MainWindow(ctx)
+        qtbot.addWidget(win)
+        win.show()
+        open_library(qtbot, ctx, [])
+        with qtbot.waitSignal(ctx.library.snapshot, timeout=10000,
+                              check_params_cb=lambda s: len(s.roots) == 1):
+            ctx.library.add_root(photos)  # folders can be added without a model
+        with qtbot.waitSignal(ctx.library.scanFinished, timeout=10000) as blocker:
+            assert ctx.library.use_model(tiny_factory())
+        assert blocker.args[1].added == 4 and ctx.library.has_model
+        assert win.results_view.empty.text() == win.results_view.WELCOME
+        assert win.library_panel.rescan_btn.isEnabled()
+        assert not ctx.library.use_model(tiny_factory())  # with a model: next start
+    finally:
+        ctx.close()
+
+
+def test_remove_folder_forgets_it_without_touching_files(qtbot, tmp_path: Path) -> None:
+    from cukd_app.testing import open_library
+    from tests.library_helpers import make_tree
+
+    photos = tmp_path / "photos"
+    make_tree(photos, 4)
+    before = sorted(photos.rglob("*"))
+    ctx = make_test_context(tmp_path)
+    try:
+        win = MainWindow(ctx)
+        qtbot.addWidget(win)
+        open_library(qtbot, ctx, [photos])
+        rid = ctx.library.library.roots()[0].id
+        with qtbot.waitSignal(ctx.library.snapshot, timeout=10000,
+                              check_params_cb=lambda s: not s.roots and s.files == 0):
+            ctx.library.remove_root(rid)
+        assert sorted(photos.rglob("*")) == before
+        assert win.library_panel.tree.topLevelItemCount() == 0
+    finally:
+        ctx.close()
+
+
+def test_settings_apply_thumbnail_size(qtbot, tmp_path: Path) -> None:
+    ctx = make_test_context(tmp_path)
+    try:
+        win = MainWindow(ctx)
+        qtbot.addWidget(win)
+        win.controller.apply_settings(ctx.settings.replace(thumbnail_size=96, worker_threads=3))
+        assert win.results_view.grid.delegate.edge == 96
+        assert ctx.store.load().thumbnail_size == 96 and ctx.store.load().worker_threads == 3
+    finally:
+        ctx.close()

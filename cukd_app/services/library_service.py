@@ -234,6 +234,22 @@ class LibraryService(QObject):
         self.opened.emit(info)
         self.refresh()
 
+    def use_model(self, factory: EncoderFactory) -> bool:
+        """Load another model now if none is active (returns False otherwise: a library that
+        has a model switches at the next start, when it is re-encoded)."""
+        if self.has_model:
+            return False
+        self._factory = factory
+
+        def reopen() -> ModelInfo:
+            if self._catalog is not None:
+                self._catalog.close()
+                self._catalog = None
+            return self._open_blocking()
+
+        self.write("Loading the model", reopen, on_result=self._on_opened)
+        return True
+
     def close(self, timeout_ms: int = 30000) -> None:
         """Stop indexing and watching, wait for the writer, save and close (blocking)."""
         self._closing.set()

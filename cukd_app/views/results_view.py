@@ -179,6 +179,9 @@ class ResultsView(QWidget):
         sortChanged(str): the sort key changed.
     """
 
+    WELCOME = ("Drop a photo here, paste one (Ctrl+V) or open one (Ctrl+O) to find similar "
+               "photos in your library.")
+
     filtersChanged = Signal()
     countChanged = Signal(int)
     sortChanged = Signal(str)
@@ -239,8 +242,7 @@ class ResultsView(QWidget):
         self.empty.setObjectName("emptyState")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
-        self.set_empty_text("Drop a photo here, paste one (Ctrl+V) or open one (Ctrl+O) to "
-                            "find similar photos in your library.")
+        self.set_empty_text(self.WELCOME)
         self._stack = QStackedLayout()
         self._stack.addWidget(self.empty)
         self._stack.addWidget(self.grid)
