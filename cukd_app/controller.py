@@ -175,6 +175,11 @@ class AppController(QObject):
         self._opened = True
         self.win.status.set_model(info.name)
         self.win.library_panel.set_can_index(info.encoder is not None)
+        if not self.ctx.library.ready:
+            self.win.results_view.set_empty_text(
+                "The library could not be opened; see the message above and the log "
+                "(Help ▸ Open log folder).")
+            return
         if info.encoder is None:
             self.win.results_view.set_empty_text(
                 "No model is installed, so photos cannot be indexed or searched yet.\n\n"

@@ -56,6 +56,9 @@ class Worker(QRunnable):
         fn: the function; if it accepts ``on_progress`` / ``should_stop`` they are passed.
     """
 
+    #: Exception types that are an expected outcome (logged briefly, without a traceback).
+    expected_errors: tuple[type[BaseException], ...] = ()
+
     def __init__(self, task: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
         super().__init__()
         self.setAutoDelete(True)
@@ -89,7 +92,10 @@ class Worker(QRunnable):
             try:
                 out = self._fn(*self._args, **self._kwargs)
             except Exception as exc:
-                logger.exception("%s failed", self.task)
+                if isinstance(exc, self.expected_errors):
+                    logger.info("%s failed: %s", self.task, exc)
+                else:
+                    logger.exception("%s failed", self.task)
                 sig.error.emit(WorkerError(self.task, exc, traceback.format_exc()))
             else:
                 sig.result.emit(out)

@@ -126,3 +126,19 @@ def test_settings_apply_thumbnail_size(qtbot, tmp_path: Path) -> None:
         assert ctx.store.load().thumbnail_size == 96 and ctx.store.load().worker_threads == 3
     finally:
         ctx.close()
+
+
+def test_library_that_cannot_open_is_reported(qtbot, tmp_path: Path) -> None:
+    (tmp_path / "library").write_text("a file where the library folder should be")
+    ctx = make_test_context(tmp_path)
+    try:
+        win = MainWindow(ctx)
+        qtbot.addWidget(win)
+        with qtbot.waitSignal(ctx.library.opened, timeout=10000) as blocker:
+            ctx.library.open()
+        assert blocker.args[0].encoder is None and not ctx.library.ready
+        assert "could not be opened" in win.results_view.empty.text()
+        assert any(n.level == "error" and "Opening the library" in n.text
+                   for n in ctx.notifier.history)
+    finally:
+        ctx.close()

@@ -38,7 +38,7 @@ from core.library import (
 from cukd_app.notifications import Notifier
 from cukd_app.services.model_loader import EncoderFactory, ModelInfo
 from cukd_app.settings import AppSettings
-from cukd_app.workers import Worker
+from cukd_app.workers import Worker, WorkerError
 
 __all__ = ["IndexState", "LibraryService", "LibrarySnapshot", "RootError"]
 
@@ -203,7 +203,16 @@ class LibraryService(QObject):
     # ------------------------------------------------------------------ open / close
     def open(self) -> None:
         """Open the library (and load the model) on the writer thread."""
-        self.write("Opening the library", self._open_blocking, on_result=self._on_opened)
+        self._submit(self._writer, Worker("Opening the library", self._open_blocking),
+                     self._on_opened, self._open_failed)
+
+    @Slot(object)
+    def _open_failed(self, err: WorkerError) -> None:
+        """The library folder could not be opened: say so; the window stays usable."""
+        self.notifier.error(err)
+        self.model = ModelInfo(None, "library not open",
+                               f"The library in {self.directory} could not be opened.")
+        self.opened.emit(self.model)
 
     def _config(self) -> LibraryConfig:
         s = self.settings

@@ -130,6 +130,7 @@ class ThumbnailLoader(QObject):
         self._pending.add(path)
         edge = self.edge
         w = Worker("Loading a thumbnail", self.cache.load, path, edge)
+        w.expected_errors = (ImageLoadError,)
         self._workers.add(w)
         w.signals.result.connect(lambda img, p=path, e=edge: self._done(p, e, img))
         w.signals.error.connect(lambda err, p=path: self._error(p, err))
