@@ -22,12 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep settings, cache and logs under DIR (scripted runs)")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS",
                    help="close the window after SECONDS (for scripted checks)")
+    p.add_argument("--self-test", action="store_true",
+                   help="check this installation (imports, model, encoding, index, window), "
+                        "print a report and exit 0 or 1; uses --model, else $CUKD_MODEL, "
+                        "else the default model")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``cukd-app``."""
     args = build_parser().parse_args(argv)
+    if args.self_test:
+        from cukd_app.selftest import run_self_test
+
+        return run_self_test(args.model)
     from cukd_app.app import run
 
     return run(args)

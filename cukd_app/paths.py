@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import platformdirs
@@ -10,7 +11,9 @@ import platformdirs
 __all__ = [
     "APP_DIR_NAME",
     "AppPaths",
+    "app_icon_path",
     "default_model_path",
+    "is_frozen",
     "resources_dir",
 ]
 
@@ -18,9 +21,25 @@ __all__ = [
 APP_DIR_NAME = "cukd-image-search"
 
 
+def is_frozen() -> bool:
+    """True inside a PyInstaller build (``build.spec``)."""
+    return bool(getattr(sys, "frozen", False)) and hasattr(sys, "_MEIPASS")
+
+
 def resources_dir() -> Path:
-    """The ``resources/`` folder next to the packages (icons, style, models)."""
+    """The ``resources/`` folder (icons, style, models).
+
+    From source: next to the packages. In a PyInstaller build: ``sys._MEIPASS/resources``
+    (``build.spec`` puts it there; one-folder and one-file builds alike).
+    """
+    if is_frozen():
+        return Path(sys._MEIPASS) / "resources"  # type: ignore[attr-defined]
     return Path(__file__).resolve().parent.parent / "resources"
+
+
+def app_icon_path() -> Path:
+    """The application icon (PNG)."""
+    return resources_dir() / "icons" / "cukd-app.png"
 
 
 def default_model_path() -> Path:
@@ -32,8 +51,11 @@ class AppPaths:
     """Per-user config, cache and log folders (platformdirs), overridable for tests.
 
     Args:
-        root: if given, ``config/``, ``cache/``, ``logs/`` and ``data/`` are created below
-            it instead of the platform folders.
+        root: if given, ``config/``, ``cache/``, ``logs/``, ``data/`` and ``models/`` are
+            created below it instead of the platform folders.
+
+    Attributes:
+        models_dir: the user's trained and imported models (the model manager's folder).
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
@@ -42,10 +64,13 @@ class AppPaths:
             self.cache_dir = Path(platformdirs.user_cache_dir(APP_DIR_NAME, appauthor=False))
             self.log_dir = Path(platformdirs.user_log_dir(APP_DIR_NAME, appauthor=False))
             self.data_dir: Path | None = None  # the engine's default library folder
+            self.models_dir = Path(platformdirs.user_data_dir(APP_DIR_NAME,
+                                                              appauthor=False)) / "models"
         else:
             r = Path(root)
             self.config_dir, self.cache_dir = r / "config", r / "cache"
             self.log_dir, self.data_dir = r / "logs", r / "data"
+            self.models_dir = r / "models"
 
     @property
     def settings_file(self) -> Path:
