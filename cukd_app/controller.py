@@ -19,7 +19,9 @@ from core.imageio import ImageLoadError, open_image
 from cukd_app import file_actions
 from cukd_app.context import AppContext
 from cukd_app.mime import DropContent, read_mime
+from cukd_app.models_manager import ModelManagerDialog, ModelStore
 from cukd_app.notifications import Notification
+from cukd_app.paths import default_model_path
 from cukd_app.services.library_service import IndexState, LibrarySnapshot
 from cukd_app.services.model_loader import ModelInfo, resolve_encoder
 from cukd_app.services.search_service import SearchOutcome, SearchRequest
@@ -29,6 +31,7 @@ from cukd_app.views.crash_dialog import CrashDialog
 from cukd_app.views.main_window import MainWindowView
 from cukd_app.views.results_view import ResultsView
 from cukd_app.views.settings_dialog import SettingsDialog
+from cukd_app.wizard import RetrainWizard, WizardServices
 from cukd_app.workers import Worker, WorkerError
 
 __all__ = ["AppController", "QueryPreview", "load_query_preview"]
@@ -84,6 +87,10 @@ class AppController(QObject):
         self._crash: CrashDialog | None = None
         self._opened = False
         self._pending_search: SearchRequest | None = None
+        self.models = ModelStore(ctx.paths.models_dir, default_model_path())
+        self.wizard: RetrainWizard | None = None
+        self.model_manager: ModelManagerDialog | None = None
+        self._switching_to: str | None = None
         self._connect()
         self._restore()
 
@@ -97,6 +104,8 @@ class AppController(QObject):
         lib.snapshot.connect(self._on_snapshot)
         lib.indexState.connect(self._on_index_state)
         lib.duplicatesReady.connect(self._on_duplicates)
+        lib.modelChanged.connect(self._on_model_changed)
+        lib.modelChangeEnded.connect(self._on_model_change_ended)
         search.started.connect(self._on_search_started)
         search.finished.connect(self._on_search_finished)
         search.failed.connect(self._on_search_failed)
@@ -130,6 +139,8 @@ class AppController(QObject):
         a["pause"].triggered.connect(self.toggle_pause)
         a["duplicates"].triggered.connect(self.find_duplicates)
         a["choose_model"].triggered.connect(self.choose_model)
+        a["retrain"].triggered.connect(lambda: self.open_retrain_wizard())
+        a["models"].triggered.connect(self.open_model_manager)
         a["settings"].triggered.connect(self.edit_settings)
         a["find"].triggered.connect(self.focus_filter)
         a["escape"].triggered.connect(self.escape)
@@ -167,6 +178,8 @@ class AppController(QObject):
     def shutdown(self) -> None:
         """Window closing: save state, stop work, close the library."""
         self.save_window_state()
+        if self.wizard is not None:
+            self.wizard.shutdown()
         self.ctx.close()
 
     # ----------------------------------------------------------------- library
@@ -437,20 +450,83 @@ class AppController(QObject):
 
     @Slot()
     def choose_model(self) -> None:
-        """Pick a model file; it is used from the next start."""
+        """Pick a model file and switch to it (re-encoding in the background)."""
         path, _ = QFileDialog.getOpenFileName(self.win, "Choose a model file", "",
                                               "Model files (*.pt);;All files (*)")
         if path:
             self.use_model_file(path)
 
-    def use_model_file(self, path: str) -> None:
-        """Remember a model file; load it now when no model is active."""
-        self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
-        if self.ctx.library.use_model(lambda: resolve_encoder(path)):
-            self.ctx.notifier.info(f"Loading model {os.path.basename(path)}…")
+    def use_model_file(self, path: str | os.PathLike[str]) -> None:
+        """Switch to a model file: loaded at once when no model is active, otherwise the
+        library re-encodes in the background and swaps when done (then it is remembered)."""
+        path = str(path)
+        lib = self.ctx.library
+        if not lib.has_model:
+            self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
+            if lib.use_model(lambda: resolve_encoder(path)):
+                self.ctx.notifier.info(f"Loading model {os.path.basename(path)}…")
+            return
+        if lib.change_model(lambda: resolve_encoder(path)):
+            self._switching_to = path
+            self.win.status.showMessage(f"Re-encoding the library with "
+                                        f"{os.path.basename(path)}…")
+
+    def active_model_path(self) -> Path | None:
+        """The model file in use (``None``: none, or a built-in test encoder)."""
+        chosen = self.ctx.settings.model_path
+        if chosen:
+            return Path(chosen) if os.path.isfile(chosen) else None
+        d = default_model_path()
+        return d if d.is_file() else None
+
+    @Slot(object)
+    def _on_model_changed(self, info: ModelInfo) -> None:
+        if self._switching_to is not None:
+            try:
+                self.ctx.save_settings(self.ctx.settings.replace(model_path=self._switching_to))
+            except OSError as exc:
+                self.ctx.notifier.error(exc)
+        self.win.status.set_model(info.name)
+        if self.model_manager is not None:
+            self.model_manager.refresh()
+
+    @Slot(bool)
+    def _on_model_change_ended(self, _swapped: bool) -> None:
+        self._switching_to = None
+        self.win.status.clearMessage()
+
+    def open_retrain_wizard(self, **options: object) -> RetrainWizard:
+        """Show the retrain wizard (one at a time); ``options`` override
+        :class:`WizardServices` fields (tests, scripts)."""
+        if self.wizard is not None and (self.wizard.isVisible() or self.wizard.run.running):
+            self.wizard.show()
+            self.wizard.raise_()
+            return self.wizard
+        if self.wizard is not None:
+            self.wizard.deleteLater()
+        services = WizardServices(
+            library=self.ctx.library, notifier=self.ctx.notifier, store=self.models,
+            base_model=self.active_model_path(), work_root=self.ctx.paths.cache_dir / "retrain",
+            adopt=self.use_model_file, active_model=self.active_model_path())
+        for k, v in options.items():
+            setattr(services, k, v)
+        self.wizard = RetrainWizard(services, self.win)
+        self.wizard.modelSaved.connect(lambda _p: self.model_manager is not None
+                                       and self.model_manager.refresh())
+        self.wizard.show()
+        return self.wizard
+
+    def open_model_manager(self) -> ModelManagerDialog:
+        """Show the model manager (non-modal)."""
+        if self.model_manager is None:
+            self.model_manager = ModelManagerDialog(self.models, self.ctx.notifier,
+                                                    self.active_model_path, self.win)
+            self.model_manager.useRequested.connect(self.use_model_file)
         else:
-            self.ctx.notifier.info(f"Model {os.path.basename(path)} will be used from the next "
-                                   "start (the library is re-indexed with it).")
+            self.model_manager.refresh()
+        self.model_manager.show()
+        self.model_manager.raise_()
+        return self.model_manager
 
     @Slot()
     def about(self) -> None:

@@ -28,6 +28,7 @@ from core.library import (
     Library,
     LibraryConfig,
     LibraryStatus,
+    ModelChange,
     RootInfo,
     ScanConfig,
     ScanProgress,
@@ -105,6 +106,10 @@ class LibraryService(QObject):
         scanFinished(int, ScanResult): one folder's scan ended (root id).
         duplicatesReady(list): ``DuplicateGroup`` list.
         idle(): the writer queue became empty.
+        modelChangeProgress(ScanProgress): re-encoding with the next model progressed.
+        modelChanged(ModelInfo): the new model is active (re-encoded and swapped).
+        modelChangeEnded(bool): a model change ended (True: swapped; False: cancelled or
+            failed — the previous model stays active).
     """
 
     opened = Signal(object)
@@ -113,6 +118,9 @@ class LibraryService(QObject):
     scanFinished = Signal(int, object)
     duplicatesReady = Signal(object)
     idle = Signal()
+    modelChangeProgress = Signal(object)
+    modelChanged = Signal(object)
+    modelChangeEnded = Signal(bool)
     # Cross-thread notifications from the writer/watcher threads (queued to the GUI thread).
     _watchResult = Signal(object)
     _scanStarted = Signal(int)
@@ -137,6 +145,9 @@ class LibraryService(QObject):
         self._writer.setMaxThreadCount(1)
         self._reader = QThreadPool(self)
         self._reader.setMaxThreadCount(1)
+        self._changer = QThreadPool(self)  # model changes (they interleave with scans)
+        self._changer.setMaxThreadCount(1)
+        self._change_worker: Worker | None = None
         self._pending_writes = 0
         self._workers: set[Worker] = set()
         # Indexing state (GUI thread) and the flags scans poll (any thread).
@@ -259,11 +270,89 @@ class LibraryService(QObject):
         self.write("Loading the model", reopen, on_result=self._on_opened)
         return True
 
+    @property
+    def changing_model(self) -> bool:
+        """Whether a model change (re-encode) is running."""
+        return self._change_worker is not None
+
+    def change_model(self, factory: EncoderFactory) -> bool:
+        """Switch to another model.
+
+        Without an active model it loads at once (:meth:`use_model`). Otherwise the library
+        re-encodes every file with the new model in the background
+        (:meth:`core.library.Library.change_encoder`): searches and scans keep using the
+        current model and index until the swap, then ``modelChanged`` is emitted. Returns
+        False (and says why) when a change is already running.
+        """
+        if not self.has_model:
+            return self.use_model(factory)
+        if self._change_worker is not None:
+            self.notifier.warning("The library is already switching to another model.")
+            return False
+        lib = self.library
+        assert lib is not None
+        last = [0.0]
+
+        def work(on_progress: Callable[[Any], None],
+                 should_stop: Callable[[], bool]) -> tuple[ModelInfo, ModelChange]:
+            info = factory()
+            if info.encoder is None:
+                raise ValueError(info.message or "the model could not be loaded")
+
+            def progress(p: ScanProgress) -> None:
+                now = time.monotonic()
+                if now - last[0] >= _PROGRESS_INTERVAL_S:
+                    last[0] = now
+                    on_progress(p)
+
+            def stop() -> bool:
+                return should_stop() or self._closing.is_set()
+
+            change = lib.change_encoder(info.encoder, on_progress=progress, should_stop=stop,
+                                        background=False)
+            if change.error is not None:
+                raise change.error
+            return info, change
+
+        w = Worker("Switching the model", work)
+        self._change_worker = w
+        w.signals.progress.connect(self.modelChangeProgress.emit)
+        w.signals.error.connect(lambda _e: self.modelChangeEnded.emit(False))
+        w.signals.finished.connect(self._change_done)
+        self._submit(self._changer, w, self._on_model_changed)
+        return True
+
+    def cancel_model_change(self) -> None:
+        """Stop a running model change (the current model stays; new codes are kept for a
+        later change to the same model)."""
+        if self._change_worker is not None:
+            self._change_worker.cancel()
+
+    @Slot()
+    def _change_done(self) -> None:
+        self._change_worker = None
+
+    @Slot(object)
+    def _on_model_changed(self, out: tuple[ModelInfo, ModelChange]) -> None:
+        info, change = out
+        if change.swapped:
+            self.model = info
+            self.notifier.info(f"Now using {info.name}: {change.encoded} photo(s) re-encoded.")
+            self.modelChanged.emit(info)
+            self.modelChangeEnded.emit(True)
+        else:
+            self.notifier.info(f"Switching to {info.name} was cancelled; still using "
+                               f"{self.model.name}.")
+            self.modelChangeEnded.emit(False)
+        self.refresh()
+
     def close(self, timeout_ms: int = 30000) -> None:
         """Stop indexing and watching, wait for the writer, save and close (blocking)."""
         self._closing.set()
         self.cancel_indexing()
+        self.cancel_model_change()
         self._snap_timer.stop()
+        self._changer.waitForDone(timeout_ms)
         self._writer.waitForDone(timeout_ms)
         self._reader.waitForDone(timeout_ms)
         if self.library is not None:

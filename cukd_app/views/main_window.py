@@ -90,6 +90,10 @@ class MainWindowView(QMainWindow):
         lib.addSeparator()
         lib.addAction(self._act("duplicates", "Find &duplicates"))
         lib.addAction(self._act("choose_model", "Choose &model file…"))
+        lib.addAction(self._act("retrain", "Adapt the model to &my photos…",
+                                tip="Train the model on your own labelled folders"))
+        lib.addAction(self._act("models", "Manage m&odels…",
+                                tip="Trained and imported models: switch, rename, export"))
         lib.addSeparator()
         lib.addAction(self._act("settings", "&Settings…", QKeySequence.StandardKey.Preferences))
         view = mb.addMenu("&View")

@@ -1,0 +1,187 @@
+"""The retrain wizard: context → method → training → result (CUKDFIR step 2, optional step 1).
+
+Non-modal, so the app stays usable while it trains. Nothing of the library changes until
+the user picks "Use this model" on the last page: then the new model is added to the model
+store and handed to ``services.adopt`` (the library re-encodes in the background and swaps
+when done). Closing or cancelling the wizard stops a running training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QThreadPool, Signal, Slot
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QWidget, QWizard
+
+from cukd_app.models_manager.store import ModelStoreError
+from cukd_app.wizard.context_page import ContextPage
+from cukd_app.wizard.job import RetrainPlan
+from cukd_app.wizard.method_page import MethodPage
+from cukd_app.wizard.result_page import ResultPage
+from cukd_app.wizard.services import (
+    RetrainRun,
+    WizardServices,
+    library_images,
+    remove_work_dir,
+)
+from cukd_app.wizard.training_page import TrainingPage
+
+__all__ = ["RetrainWizard"]
+
+logger = logging.getLogger(__name__)
+
+
+class RetrainWizard(QWizard):
+    """Guided, cancellable retraining on the user's own labelled folders.
+
+    Signals:
+        modelSaved(Path): the new model was added to the model store.
+    """
+
+    CONTEXT, METHOD, TRAINING, RESULT = range(4)
+    modelSaved = Signal(object)
+
+    def __init__(self, services: WizardServices, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Adapt the model to your photos")
+        self.setWizardStyle(QWizard.WizardStyle.ClassicStyle)
+        self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
+        self.setWindowModality(Qt.WindowModality.NonModal)
+        self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
+        self.resize(900, 680)
+        self.services = services
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
+        self.run = RetrainRun(services.notifier, self)
+        self.work_dir: Path | None = None
+        self.plan: RetrainPlan | None = None
+        lib = services.library
+        self.context_page = ContextPage(services.min_per_class, self.pool)
+        self.method_page = MethodPage(self.pool, self._counts, services.base_model,
+                                      services.teacher_check,
+                                      lambda: len(library_images(lib)))
+        self.training_page = TrainingPage(self.run, self._start_training)
+        self.result_page = ResultPage(self.pool, lib.has_model)
+        self.setPage(self.CONTEXT, self.context_page)
+        self.setPage(self.METHOD, self.method_page)
+        self.setPage(self.TRAINING, self.training_page)
+        self.setPage(self.RESULT, self.result_page)
+        self.training_page.ended.connect(self._training_ended)
+        self.currentIdChanged.connect(self._page_changed)
+        if services.base_model is None:
+            self.context_page.errors.setText(
+                "No model is installed to start from; install the default model first.")
+
+    # ------------------------------------------------------------------ plan
+    def _counts(self) -> tuple[int, int]:
+        rep = self.context_page.report
+        if rep is None:
+            return 0, 0
+        train, val = rep.split(self.context_page.val_share.value() / 100,
+                               self.context_page.seed.value())
+        return len(train), len(val)
+
+    def build_plan(self) -> RetrainPlan:
+        """The plan from the first two pages."""
+        rep = self.context_page.report
+        assert rep is not None and rep.valid and self.services.base_model is not None
+        share = self.context_page.val_share.value() / 100
+        seed = self.context_page.seed.value()
+        train, val = rep.split(share, seed)
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        self.work_dir = self.services.work_root / f"run-{stamp}"
+        mp = self.method_page
+        distill = tuple(library_images(self.services.library)) if mp.use_distill else ()
+        return RetrainPlan(train, val, mp.preset, mp.loss, mp.n_bits, self.services.base_model,
+                           self.work_dir, rep.source.description, share, seed, distill,
+                           self.services.overrides)
+
+    def _start_training(self) -> None:
+        self.plan = self.build_plan()
+        lib = self.services.library
+        current = lib.library.encoder if lib.library is not None else None
+        logger.info("retraining: %s, %s %d bits, %d train / %d val images", self.plan.preset,
+                    self.plan.loss, self.plan.n_bits, len(self.plan.train), len(self.plan.val))
+        self.run.start(self.plan, current)
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ navigation
+    @Slot(int)
+    def _page_changed(self, page_id: int) -> None:
+        self._update_buttons()
+        if page_id == self.RESULT and self.training_page.outcome is not None:
+            self.result_page.show_outcome(self.training_page.outcome, self._default_name())
+
+    def _update_buttons(self) -> None:
+        training = self.currentId() == self.TRAINING and self.training_page.state == "running"
+        self.button(QWizard.WizardButton.BackButton).setEnabled(not training)
+
+    @Slot(str)
+    def _training_ended(self, state: str) -> None:
+        self._update_buttons()
+        if state != "done" and self.work_dir is not None:
+            remove_work_dir(self.work_dir)
+        if state == "done":
+            self.next()
+
+    def _default_name(self) -> str:
+        rep = self.context_page.report
+        src = rep.source if rep is not None else None
+        base = (src.folder.name if src is not None and src.folder is not None
+                else "my classes")
+        mp = self.method_page
+        return f"{base} {mp.loss.upper()} {mp.n_bits} bits ({mp.preset})"
+
+    def validateCurrentPage(self) -> bool:
+        """On Finish: use, keep or discard the new model."""
+        if self.currentId() == self.RESULT:
+            return self._apply_choice()
+        return super().validateCurrentPage()
+
+    def _apply_choice(self) -> bool:
+        out = self.training_page.outcome
+        if out is None or out.model_path is None:
+            return True
+        choice = self.result_page.choice
+        try:
+            if choice == "discard":
+                self.services.notifier.info("The new model was discarded; nothing changed.")
+            else:
+                name = self.result_page.name.text().strip() or self._default_name()
+                dest = self.services.store.add(out.model_path, name, move=True)
+                self.modelSaved.emit(dest)
+                if choice == "use":
+                    self.services.adopt(dest)
+                else:
+                    self.services.notifier.info(f"Saved model “{name}” for later (Library ▸ "
+                                                "Manage models).")
+        except (ModelStoreError, OSError) as exc:
+            self.services.notifier.error(exc)
+            return False
+        if self.work_dir is not None:
+            remove_work_dir(self.work_dir)
+        return True
+
+    # ------------------------------------------------------------------ closing
+    def reject(self) -> None:
+        """Cancel: stop a running training and clean up."""
+        if self.run.running:
+            self.training_page.cancel()
+        elif self.work_dir is not None and self.training_page.state != "running":
+            remove_work_dir(self.work_dir)
+        super().reject()
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Closing the window stops training like Cancel."""
+        if self.run.running:
+            self.training_page.cancel()
+        super().closeEvent(event)
+
+    def shutdown(self, timeout_ms: int = 30000) -> None:
+        """Stop and wait for background work (app shutdown, tests)."""
+        self.run.cancel()
+        self.run.wait(timeout_ms)
+        self.pool.waitForDone(timeout_ms)
