@@ -42,4 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # packaged builds (build.spec) that start processes
     sys.exit(main())

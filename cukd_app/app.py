@@ -7,13 +7,14 @@ import logging
 import time
 
 from PySide6.QtCore import QTimer
+from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from cukd_app import STARTED, __version__
 from cukd_app.context import AppContext, build_context
 from cukd_app.controller import AppController
 from cukd_app.notifications import install_crash_hooks, setup_logging
-from cukd_app.paths import AppPaths
+from cukd_app.paths import AppPaths, app_icon_path
 from cukd_app.results_model import ResultsModel
 from cukd_app.theme import apply_theme
 from cukd_app.views.duplicates_view import DuplicatesView
@@ -52,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(app, QApplication)
     app.setApplicationName(APP_NAME)
     app.setApplicationVersion(__version__)
-    app.setDesktopFileName("cukd-app")
+    app.setDesktopFileName("cukd-image-search")
+    app.setWindowIcon(QIcon(str(app_icon_path())))
     paths = AppPaths(getattr(args, "profile", None))
     setup_logging(paths.log_file)
     ctx = build_context(paths=paths, model=getattr(args, "model", None),

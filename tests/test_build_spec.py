@@ -40,6 +40,7 @@ def _run_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> di
             self.datas = [(str(Path(dest) / Path(src).name), src, "DATA")
                           for src, dest in kwargs["datas"]] + [
                 ("torch/bin/protoc", "", "DATA"),
+                ("torch/bin/torch_shm_manager", "", "DATA"),
                 ("torch/cuda/__init__.py", "", "DATA"),
                 ("PySide6/Qt/translations/qtbase_de.qm", "", "DATA"),
             ]
@@ -51,6 +52,7 @@ def _run_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> di
                 ("torch/lib/libtorchbind_test.so", "", "BINARY"),
                 ("PySide6/Qt/lib/libQt6Quick.so.6", "", "BINARY"),
                 ("PySide6/Qt/lib/libQt6Widgets.so.6", "", "BINARY"),
+                ("PySide6/Qt/lib/libicudata.so.73", "", "BINARY"),
             ]
 
     names = {n: type(n, (_Target,), {"calls": calls}) for n in ("PYZ", "EXE", "COLLECT",
@@ -115,9 +117,11 @@ def test_cuda_and_unneeded_files_dropped(tmp_path: Path, monkeypatch: pytest.Mon
     (analysis,) = _by_type(ns, "Analysis")
     binaries = {d for d, *_ in analysis.binaries}
     datas = {d for d, *_ in analysis.datas}
-    assert binaries == {"torch/lib/libtorch_cpu.so", "PySide6/Qt/lib/libQt6Widgets.so.6"}
+    assert binaries == {"torch/lib/libtorch_cpu.so", "PySide6/Qt/lib/libQt6Widgets.so.6",
+                        "PySide6/Qt/lib/libicudata.so.73"}  # ICU data is not CUDA
     assert "torch/cuda/__init__.py" in datas  # the torch.cuda module is not a CUDA library
     assert "torch/bin/protoc" not in datas
+    assert "torch/bin/torch_shm_manager" in datas  # `import torch` needs it
     assert not any("translations" in d for d in datas)
     report = (tmp_path / "work" / "slim-report.json").read_text(encoding="utf-8")
     assert "libcudnn.so.9" in report
@@ -128,7 +132,8 @@ def test_no_slim_still_drops_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     (analysis,) = _by_type(ns, "Analysis")
     binaries = {d for d, *_ in analysis.binaries}
     assert "torch/lib/libtorchbind_test.so" in binaries
-    assert not any("cud" in b or "cublas" in b for b in binaries)
+    assert "PySide6/Qt/lib/libicudata.so.73" in binaries
+    assert not any("cudnn" in b or "cublas" in b or "_cuda" in b for b in binaries)
 
 
 def test_onefile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
