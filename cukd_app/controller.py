@@ -473,6 +473,10 @@ class AppController(QObject):
 
     def active_model_path(self) -> Path | None:
         """The model file in use (``None``: none, or a built-in test encoder)."""
+        enc = self.ctx.library.model.encoder
+        in_use = getattr(enc, "path", None)
+        if isinstance(in_use, Path) and in_use.is_file():
+            return in_use
         chosen = self.ctx.settings.model_path
         if chosen:
             return Path(chosen) if os.path.isfile(chosen) else None

@@ -132,6 +132,7 @@ def test_every_page_then_adopt_model(qtbot, app, data) -> None:
     rp = wiz.result_page
     out = rp.outcome
     assert out is not None and out.new_eval is not None and out.current_eval is not None
+    assert out.distinct_codes > 2 and not out.collapsed
     assert rp.metrics.rowCount() == 4 and rp.metrics.item(0, 1).text() == f"{out.new_eval.map:.3f}"
     assert rp.pr.series[0].points and rp.pr.series[1].points
     assert len(out.examples) == 3 and rp.examples_grid.count() > 3

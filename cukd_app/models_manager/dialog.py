@@ -119,8 +119,8 @@ class ModelManagerDialog(QDialog):
     # ------------------------------------------------------------------ list
     def refresh(self, select: Path | None = None) -> None:
         """Re-read the models folder."""
-        self.entries = self.store.list()
         active = self._active()
+        self.entries = self.store.list(external=active)
         self.tree.clear()
         bold = QFont(self.font())
         bold.setBold(True)
@@ -182,7 +182,10 @@ class ModelManagerDialog(QDialog):
         self.rename_btn.setEnabled(e is not None and not e.is_default)
         self.delete_btn.setEnabled(e is not None and not e.is_default and not is_active)
         self.export_btn.setEnabled(e is not None and not e.error)
-        self.note.setText("The default model cannot be renamed or deleted." if e is not None
+        self.note.setText("This model is not in the models folder, so it cannot be renamed or "
+                          "deleted here." if e is not None and e.is_default
+                          and not self.store.is_default(e.path) else
+                          "The default model cannot be renamed or deleted." if e is not None
                           and e.is_default else "The model in use cannot be deleted."
                           if is_active else "")
 

@@ -41,7 +41,8 @@ class ModelEntry:
     Attributes:
         path: the model file.
         name: display name.
-        is_default: the shipped default model (cannot be deleted or renamed).
+        is_default: the shipped default model, or a model file in use outside the models
+            folder (neither can be deleted or renamed here).
         summary: provenance summary (see :func:`summarize`); empty if unreadable.
         error: why the file could not be read (``""`` when fine).
     """
@@ -171,11 +172,19 @@ class ModelStore:
         return summary, "", True
 
     # ------------------------------------------------------------------ queries
-    def list(self) -> list[ModelEntry]:
-        """The default model (when installed) then user models, newest first."""
+    def list(self, external: str | os.PathLike[str] | None = None) -> list[ModelEntry]:
+        """The default model (when installed), ``external`` (a model file in use that is
+        neither the default nor in the store), then user models, newest first."""
         index = self._index()
         changed = False
         out: list[ModelEntry] = []
+        ext = Path(external) if external is not None else None
+        if ext is not None and ext.is_file() and not self.is_user_model(ext) and not _same(
+                ext, self.default_path):
+            meta: dict[str, Any] = {}
+            summary, err, _ = self._summary(ext, meta)
+            out.append(ModelEntry(ext, f"{ext.stem} (file outside the models folder)", True,
+                                  summary, err))
         if self.default_path.is_file():
             meta = index.setdefault("__default__", {})
             summary, err, upd = self._summary(self.default_path, meta)
@@ -205,6 +214,10 @@ class ModelStore:
         """The entry of a model file (``None`` if it is not in the store)."""
         p = Path(path)
         return next((e for e in self.list() if _same(e.path, p)), None)
+
+    def is_default(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` is the shipped default model."""
+        return _same(Path(path), self.default_path)
 
     def is_user_model(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path`` is a file of the models folder."""

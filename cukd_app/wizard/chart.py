@@ -187,8 +187,8 @@ class LineChart(QWidget):
         # legend (top)
         x = plot.left()
         for s in self.series:
-            label = s.name + (f" ({self.right_label})" if s.axis == "right" and self.right_label
-                              else "")
+            label = s.name + (" (right axis)" if s.axis == "right" and any(
+                o.axis == "left" for o in self.series) else "")
             p.setPen(QPen(QColor(s.color), 3))
             p.drawLine(QPointF(x, 6 + fm.height() / 2), QPointF(x + 16, 6 + fm.height() / 2))
             p.setPen(fg)

@@ -124,6 +124,13 @@ class RetrainOutcome:
     train_seconds: float = 0.0
     wall_seconds: float = 0.0
     failed_images: list[str] = field(default_factory=list)
+    distinct_codes: int = 0
+
+    @property
+    def collapsed(self) -> bool:
+        """Whether the new model gives (almost) every image the same code: its mAP then
+        only reflects tie order, and it must not be used."""
+        return self.new_eval is not None and 0 < self.distinct_codes <= 2
 
 
 def encode_list(encoder: Any, paths: Sequence[Path], *, batch_size: int = 32,
@@ -354,5 +361,9 @@ def run_retrain(
                          plan.examples, plan.seed)
     emit(RetrainEvent("log", f"validation mAP: new {new[0].map:.4f}"
                              + (f", current {cur[0].map:.4f}" if cur else ""), 1.0))
+    distinct = len(np.unique(new[1].d_codes, axis=0)) if len(new[1].d_codes) else 0
+    if distinct <= 2:
+        emit(RetrainEvent("log", f"warning: the new model gives the training images only "
+                                 f"{distinct} distinct code(s)"))
     return RetrainOutcome(ft.model_path, False, ft, new[0], cur[0] if cur else None, examples,
-                          train_s, time.perf_counter() - t0, ft.failed_images)
+                          train_s, time.perf_counter() - t0, ft.failed_images, distinct)

@@ -91,14 +91,16 @@ class ResultPage(QWizardPage):
         self.metrics.verticalHeader().setVisible(False)
         self.metrics.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.metrics.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.metrics.setMaximumHeight(150)
+        self.metrics.setMaximumHeight(128)
+        self.metrics.verticalHeader().setDefaultSectionSize(24)
         self.verdict = QLabel("")
         self.verdict.setWordWrap(True)
         self.pr = LineChart("recall", left_label="precision", left_range=(0.0, 1.0),
                             x_range=(0.0, 1.0))
         self.pr.add_series(Series("new model", "#27ae60", markers=True))
         self.pr.add_series(Series("current model", "#7f8c8d", markers=True, dashed=True))
-        self.pr.setMinimumHeight(170)
+        self.pr.setMinimumHeight(160)
+        self.pr.setMaximumHeight(200)
         self.examples = QWidget()
         self.examples_grid = QGridLayout(self.examples)
         self.examples_grid.setContentsMargins(0, 0, 0, 0)
@@ -167,7 +169,15 @@ class ResultPage(QWizardPage):
                 self.metrics.setItem(r, c, item)
         self.pr.set_points("new model", _pr_points(new))
         self.pr.set_points("current model", _pr_points(cur) if cur is not None else [])
-        if cur is None:
+        self.verdict.setStyleSheet("")
+        if out.collapsed:
+            self.verdict.setText(f"The new model gives almost all photos the same code "
+                                 f"({out.distinct_codes} distinct); its score only reflects "
+                                 "ties. Do not use it: try another preset, more photos per "
+                                 "class, or DCH.")
+            self.verdict.setStyleSheet("color: #c0392b;")
+            self.discard.setChecked(True)
+        elif cur is None:
             self.verdict.setText("There is no current model to compare with.")
         elif new.map > cur.map:
             self.verdict.setText(f"The new model finds photos of the same class better: mAP "
@@ -188,6 +198,7 @@ class ResultPage(QWizardPage):
         for ex in examples:
             paths += [ex.query] + [p for p, _ in ex.new_hits] + [p for p, _ in ex.current_hits]
         self._cells: list[tuple[QLabel, str, bool | None]] = []
+        self.examples.setMinimumHeight(len(examples) * (_EDGE + 9) + 22)
         head = ["query", "new model: top 5", "current model: top 5"]
         for c, h in enumerate(head):
             lbl = QLabel(h)

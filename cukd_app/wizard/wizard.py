@@ -51,7 +51,7 @@ class RetrainWizard(QWizard):
         self.setOption(QWizard.WizardOption.NoBackButtonOnLastPage, True)
         self.setWindowModality(Qt.WindowModality.NonModal)
         self.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose, False)
-        self.resize(900, 680)
+        self.resize(1000, 800)
         self.services = services
         self.pool = QThreadPool(self)
         self.pool.setMaxThreadCount(2)
