@@ -18,7 +18,8 @@ Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
   borders and rotations, where pHash fails).
 - ``similar``: everything else among the candidates.
 
-Results are ordered by tier, then cosine, then Hamming distance. With ``robust=True`` the
+Results are ordered by tier, then pHash-vouched before cosine-only matches, then cosine,
+then Hamming distance. With ``robust=True`` the
 query is encoded in the 8 orientations (4 rotations x mirror) and, per file, the best
 distance/similarity over orientations is kept.
 """
@@ -237,6 +238,16 @@ def _tier(
     return "similar"
 
 
+def _strength(t: TierThresholds, ph_d: int | None) -> int:
+    """0 when the pHash channel vouches for a near-duplicate, else 1.
+
+    Within a tier, a pHash match (<= ``near_duplicate_phash`` of 64 bits; unrelated photos
+    sit near 32) is stronger evidence of the same picture than a high embedding cosine, which
+    a weak model also gives to look-alikes; such hits are ranked first, then by cosine.
+    """
+    return 0 if ph_d is not None and ph_d <= t.near_duplicate_phash else 1
+
+
 def run_search(
     query: Query, *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, k: int = 20, radius: int | None = None,
@@ -306,12 +317,13 @@ def run_search(
             continue
         maybe_identical = i in ph and ph[i] <= t.identical_phash
         tier = _tier(t, ph.get(i), c, False, False)
-        prov.append((0 if maybe_identical else _TIER_RANK[tier], -c, ham[i], i, j))
+        prov.append((0 if maybe_identical else _TIER_RANK[tier],
+                     _strength(t, ph.get(i)), -c, ham[i], i, j))
     prov.sort()
     chosen = [p for p in prov if p[0] == 0] + [p for p in prov if p[0] != 0][:k]
-    recs = catalog.get_files([p[3] for p in chosen])
+    recs = catalog.get_files([p[-2] for p in chosen])
     hits = []
-    for _, _, _, i, j in chosen:
+    for *_, i, j in chosen:
         rec = recs.get(i)
         if rec is None:
             continue
@@ -327,7 +339,8 @@ def run_search(
             file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[i]),
             phash_distance=ph_d, tier=tier, size=rec.size, mtime=rec.mtime_ns / 1e9,
             width=rec.width, height=rec.height))
-    hits.sort(key=lambda h: (_TIER_RANK[h.tier], -h.score, h.hamming, h.file_id))
+    hits.sort(key=lambda h: (_TIER_RANK[h.tier], _strength(t, h.phash_distance), -h.score,
+                             h.hamming, h.file_id))
     return hits[:k]
 
 
