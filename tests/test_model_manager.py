@@ -156,3 +156,25 @@ def test_manager_dialog(qtbot, models: dict[str, Path], tmp_path: Path) -> None:
     assert dlg.tree.topLevelItemCount() == 3
     dlg.select(b)
     assert dlg.delete(dlg.selected()) and dlg.tree.topLevelItemCount() == 2
+
+
+def test_step_one_then_step_two(models: dict[str, Path], tmp_path: Path) -> None:
+    """With library images, the job distils a new student first and fine-tunes that."""
+    from tests.test_finetune import ColourTeacher
+
+    rep = scan_context(ContextSource(folder=models["tree"]), min_per_class=3)
+    train, val = rep.split(0.2, 0)
+    events = []
+    plan = RetrainPlan(train, val, "fast", "dch", 16, models["base"], tmp_path, "ctx",
+                       distill_images=tuple(train.paths[:12]),
+                       overrides=(("epochs", 1), ("batch_size", 8), ("views", 1),
+                                  ("embed_dim", 8)),
+                       distill_overrides=(("input_size", 64), ("epochs", 1), ("views", 1),
+                                          ("batch_size", 8), ("decode_threads", 1)),
+                       teacher=ColourTeacher())
+    out = run_retrain(plan, None, on_progress=events.append)
+    assert out.model_path is not None
+    prov = load_model_file(out.model_path)["provenance"]
+    assert prov["method"] == "dch" and prov["base_provenance"]["step"] == "distill"
+    assert "distill" in {e.phase for e in events}
+    assert (tmp_path / "distill" / "student.pt").exists()

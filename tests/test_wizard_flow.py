@@ -208,3 +208,21 @@ def test_keep_for_later_and_discard(qtbot, app, data) -> None:
         assert not ctx.library.changing_model
     entry = win.controller.models.list()[-1]
     assert entry.summary["method"] == "dch" and entry.summary["preset"] == "fast"
+
+
+def test_step_one_offered_when_teacher_installed(qtbot, app, data) -> None:
+    _ctx, win, _ = app
+    tree, base = data
+    wiz = _wizard(win, base, teacher_check=lambda: None)
+    _check(qtbot, wiz, tree)
+    wiz.next()
+    mp = wiz.method_page
+    qtbot.waitUntil(lambda: mp.distill.isEnabled(), timeout=10000)
+    assert "8 photos of your library" in mp.teacher_note.text()
+    qtbot.waitUntil(lambda: mp.estimates["fast"].text().startswith("about"), timeout=15000)
+    before = dict(mp.seconds)
+    mp.distill.setChecked(True)
+    assert mp.use_distill and all(mp.seconds[k] > before[k] for k in before)
+    plan = wiz.build_plan()
+    assert len(plan.distill_images) == 8 and plan.preset == "fast"
+    wiz.reject()

@@ -64,6 +64,8 @@ class RetrainPlan:
         distill_images: unlabelled library images for step 1 (empty: no step 1).
         overrides: further :class:`FinetuneConfig` fields (tests use short runs).
         examples: example queries to show.
+        distill_overrides: further :class:`core.distill.DistillConfig` fields.
+        teacher: a built teacher module for step 1 (default: the installed one).
     """
 
     train: ImageList
@@ -79,6 +81,8 @@ class RetrainPlan:
     distill_images: tuple[Path, ...] = ()
     overrides: tuple[tuple[str, Any], ...] = ()
     examples: int = 4
+    distill_overrides: tuple[tuple[str, Any], ...] = ()
+    teacher: Any = field(default=None, compare=False, repr=False)
 
     def finetune_config(self) -> FinetuneConfig:
         """The step-2 config (as ``cukd finetune`` builds it from the same options)."""
@@ -261,9 +265,10 @@ def _distill_step(plan: RetrainPlan, emit: Callable[[RetrainEvent], None],
         emit(RetrainEvent("distill", f"Step 1 {p.phase} {p.done}/{p.total}", frac,
                           p.eta_seconds))
 
-    res = distill(DistillConfig(epochs=DISTILL_EPOCHS[plan.preset], seed=plan.seed),
-                  list(plan.distill_images), plan.work_dir / "distill", on_progress=prog,
-                  should_stop=should_stop, data_description="library images")
+    cfg = DistillConfig(**{"epochs": DISTILL_EPOCHS[plan.preset], "seed": plan.seed,
+                           **dict(plan.distill_overrides)})
+    res = distill(cfg, list(plan.distill_images), plan.work_dir / "distill", teacher=plan.teacher,
+                  on_progress=prog, should_stop=should_stop, data_description="library images")
     return None if res.stopped else res.model_path
 
 

@@ -61,6 +61,8 @@ class MethodPage(QWizardPage):
         self._teacher_check = teacher_check
         self._library_count = library_count
         self.n_library = 0
+        #: The latest estimates in seconds, per preset.
+        self.seconds: dict[str, float] = {}
         self._speed: MachineSpeed | None = None
         self._workers: set[Worker] = set()
 
@@ -181,6 +183,7 @@ class MethodPage(QWizardPage):
             s = estimate_seconds(self._speed, n_train, n_val, key,
                                  distill_images=n_lib if self.use_distill else 0,
                                  distill_epochs=DISTILL_EPOCHS[key])
+            self.seconds[key] = s
             lbl.setText(format_duration(s))
             lbl.setToolTip("Estimated on this computer (an upper bound: training stops early "
                            "when the validation score stops improving)")
