@@ -11,7 +11,12 @@ Usage (data unpacked as in ../shared/data/README.md)::
 
     OMP_NUM_THREADS=2 python benchmarks/retrain.py --imagenette /tmp/data/imagenette
     ... --quick     # smoke run: 30 train + 10 val images per class, balanced capped at
-                    # 2 epochs; < 3 min on one thread; writes retrain.quick.json/.md
+                    # 2 epochs; about 40 s on one thread; writes retrain.quick.json/.md
+
+Run time of the full run, extrapolated from the quick run's rates on one thread of a busy
+2-core machine (not measured): fast about 5-6 min (caching 4 views of 9 469 images
+dominates), balanced about 30-35 min for all 15 epochs (early stopping may end sooner);
+plus about 2 min per model for the final evaluation (not counted in ``*_seconds``).
 
 Writes ``docs/benchmarks/retrain.json`` and ``.md`` (``--out`` overrides) with
 ``fast_seconds``, ``balanced_seconds`` (training wall time: feature/pixel caching, epochs,
@@ -134,7 +139,7 @@ def write_markdown(res: dict, path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--imagenette", type=Path, default=Path("/tmp/data/imagenette"),
+    ap.add_argument("--imagenette", type=Path, required=True,
                     help="unpacked Imagenette (train/ and val/ class folders)")
     ap.add_argument("--model", type=Path, default=ROOT / "resources" / "models" / "default.pt")
     ap.add_argument("--presets", default="fast,balanced")
