@@ -90,6 +90,17 @@ def by_package(folder: Path) -> dict[str, float]:
     return top
 
 
+def archive_bytes(folder: Path) -> int:
+    """Size of ``folder`` as a .tar.gz (the download; close to a one-file build's size)."""
+    import tarfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "bundle.tar.gz"
+        with tarfile.open(out, "w:gz", compresslevel=6) as tar:
+            tar.add(folder, arcname=folder.name)
+        return out.stat().st_size
+
+
 def clean_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Only HOME (like ``env -i HOME=$HOME``), plus ``extra``."""
     return {"HOME": os.environ.get("HOME", tempfile.gettempdir()), **(extra or {})}
@@ -208,6 +219,9 @@ def write_md(path: Path, r: dict) -> None:
         lines.append(f"| same spec without the size reduction (`CUKD_NO_SLIM=1`) | "
                      f"{before:.0f} MB (−{before - after:.0f} MB, "
                      f"−{100 * (before - after) / before:.0f} %) |")
+    if r.get("archive_mb"):
+        lines.append(f"| the bundle as .tar.gz (download; ≈ a one-file build) | "
+                     f"{r['archive_mb']:.0f} MB |")
     lines += [
         f"| files | {r['files']} |",
         f"| CUDA / cuDNN / NCCL / cuBLAS libraries | {len(r['cuda_libraries']) or 'none'} |",
@@ -235,6 +249,12 @@ def write_md(path: Path, r: dict) -> None:
                   "| path | MB |", "|---|---|"]
         lines += [f"| `{k}` | {v:.1f} |" for k, v in sorted(groups.items(),
                                                           key=lambda kv: -kv[1]) if v >= 0.5]
+        if slim.get("stripped"):
+            lines += ["", "Stripped of symbols (`STRIP_FILES`, Linux):", "",
+                      "| file | MB before | MB after |", "|---|---|---|"]
+            lines += [f"| `{d['file']}` | {d['bytes_before'] / 2**20:.1f} | "
+                      f"{d['bytes_after'] / 2**20:.1f} |" for d in slim["stripped"]
+                      if d["bytes_before"] >= 2**20]
         lines += ["", "Modules excluded from the analysis (`EXCLUDE_MODULES`; "
                   "`tests/test_selftest.py` runs the self-test with all of them blocked):", "",
                   ", ".join(f"`{m}`" for m in slim["excluded_modules"])]
@@ -253,6 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--baseline", type=Path, default=None,
                     help="an unslimmed build folder (CUKD_NO_SLIM=1) to report the size before")
     ap.add_argument("--no-screenshot", action="store_true")
+    ap.add_argument("--no-archive", action="store_true", help="skip the .tar.gz size")
     ap.add_argument("--max-mb", type=float, default=MAX_MB)
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks" / "package.json")
     ap.add_argument("--screenshot", type=Path,
@@ -278,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(args.out.read_text(encoding="utf-8")) if args.out.is_file() else {}
     before = (bundle_bytes(args.baseline) / 2**20 if args.baseline
               else previous.get("bundle_mb_before"))
-    report_file = ROOT / "build" / NAME / "slim-report.json"
+    report_file = ROOT / "build" / "build" / "slim-report.json"  # PyInstaller's workpath
     slim = (json.loads(report_file.read_text(encoding="utf-8"))
             if report_file.is_file() else previous.get("slim_report"))
     if slim:  # keep the summary small: the list of files is in build/<name>/slim-report.json
@@ -295,6 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         else bundle.name,
         "bundle_mb": round(size / 2**20, 1),
         "bundle_mb_before": round(before, 1) if before else None,
+        "archive_mb": (round(archive_bytes(bundle) / 2**20, 1)
+                       if bundle.is_dir() and not args.no_archive
+                       else previous.get("archive_mb")),
         "files": sum(1 for p in bundle.rglob("*") if p.is_file()) if bundle.is_dir() else 1,
         "cuda_libraries": cuda,
         "self_test_exit_code": code,

@@ -8,7 +8,10 @@ Runs, in order, and stops at nothing (every step is reported):
 4. encode: encodes a generated image and checks the code and embedding shapes;
 5. library: a real :class:`core.library.Library` in a temporary folder indexes three generated
    photos (catalog, faiss index) and finds each one as its own nearest neighbour;
-6. window: opens the main window (offscreen when there is no display), opens its library
+6. train: one optimiser step on a small layer (autograd and ``torch.optim``, which the
+   retrain wizard needs; ``optimizer.step()`` imports parts of torch a packaged build must
+   keep);
+7. window: opens the main window (offscreen when there is no display), opens its library
    and closes it again.
 
 Prints one line per step and exits 0 when all passed, 1 otherwise (with the reasons). Nothing
@@ -156,6 +159,21 @@ class _SelfTest:
                     raise AssertionError(f"searching a copy of {p.name} returned {got}")
         return f"{status.indexed} photos indexed; a copy of each finds it first"
 
+    def train(self) -> str:
+        import torch
+
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(16, 8)
+        before = layer.weight.detach().clone()
+        opt = torch.optim.AdamW(layer.parameters(), lr=0.01)
+        loss = layer(torch.randn(4, 16)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if torch.equal(before, layer.weight.detach()):
+            raise AssertionError("the optimiser step changed nothing")
+        return f"AdamW step, loss {loss.item():.3f}"
+
     def window(self) -> str:
         if _needs_offscreen():
             os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -225,7 +243,8 @@ def run_self_test(model: str | os.PathLike[str] | None = None,
         test = _SelfTest(model_path, Path(tmp))
         steps: list[tuple[str, Callable[[], str]]] = [
             ("imports", test.imports), ("resources", test.resources), ("model", test.model),
-            ("encode", test.encode), ("library", test.library), ("window", test.window),
+            ("encode", test.encode), ("library", test.library), ("train", test.train),
+            ("window", test.window),
         ]
         for name, fn in steps:
             t0 = time.perf_counter()

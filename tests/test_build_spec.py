@@ -4,6 +4,8 @@ file or folder it names exists."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,29 @@ def test_onefile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not _by_type(ns, "COLLECT")
     (exe,) = _by_type(ns, "EXE")
     assert len(exe.args) >= 4  # pyz, scripts, binaries, datas all inside the executable
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or not shutil.which("strip"),
+                    reason="stripping is done on Linux only")
+def test_strip_makes_a_stripped_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ns = _run_spec(tmp_path, monkeypatch)
+    torch_dir = Path(importlib.util.find_spec("torch").submodule_search_locations[0])
+    lib = next((torch_dir / "lib").glob("libshm.so*"))
+    report: list[dict] = []
+    toc = [("torch/lib/libshm.so", str(lib), "BINARY"), ("numpy.libs/x.so", str(lib), "BINARY")]
+    out = ns["_strip"](toc, tmp_path / "work", report)
+    assert out[1] == toc[1]  # auditwheel-repaired folders are left alone
+    copy = Path(out[0][1])
+    assert copy.is_file() and copy.is_relative_to(tmp_path) and lib.is_file()
+    assert report[0]["bytes_after"] <= report[0]["bytes_before"]
+
+
+def test_desktop_entry() -> None:
+    entry = ROOT / "resources" / "linux" / "cukd-image-search.desktop"
+    keys = dict(line.split("=", 1) for line in entry.read_text(encoding="utf-8").splitlines()
+                if "=" in line)
+    assert keys["Type"] == "Application" and keys["Name"] == "CUKD Image Search"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert keys["Exec"].split()[0] in project["gui-scripts"]
+    assert (ROOT / "resources" / "icons" / f"{keys['Icon']}.png").is_file()
+    assert keys["Terminal"] == "false"
