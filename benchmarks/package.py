@@ -46,6 +46,30 @@ CUDA_PATTERNS = ("lib*cuda*", "*cudnn*", "*nccl*", "*cublas*", "*cufft*", "*cura
 NOT_CUDA = ("libicudata*",)
 SHARED = ("*.so", "*.so.*", "*.dll", "*.dylib")
 DISPLAY = ":99"
+NOTES = [
+    "- Sizes are MiB of the files in the folder (`du --apparent-size`); the unslimmed build is "
+    "the same spec with `CUKD_NO_SLIM=1` (only CUDA libraries dropped).",
+    "- The floor is PyTorch: `torch/lib/libtorch_cpu.so` of the CPU wheel is 414 MiB, 329 MiB "
+    "after `strip --strip-unneeded` (done by the spec on a copy); with `libtorch_python.so` that "
+    "is ~350 MiB the app cannot do without. The next largest are faiss's OpenBLAS (37 MiB, "
+    "`faiss_cpu.libs`), Qt's ICU data (31 MiB), numpy's OpenBLAS (24 MiB) and libx265 (22 MiB, "
+    "linked by libheif for HEIC support).",
+    "- Exclusions that were tried and had to be undone because `--self-test` or the "
+    "exclusion test failed: `torch/bin/torch_shm_manager` (`import torch` needs it), "
+    "`libicudata` (a `*cuda*` pattern matched Qt's ICU: CUDA libraries are now matched by "
+    "name prefix), `torch._dynamo`/`torch._inductor`/`torch.onnx`/`sympy`/`mpmath` "
+    "(`optimizer.step()` imports `torch._dynamo`, which the retrain wizard needs). Stripping "
+    "auditwheel-repaired libraries (numpy.libs, ...) breaks them, so only torch's libraries and "
+    "libpython are stripped.",
+    "- Tried on a copy of the bundle and rejected: torch as bytecode only (deleting its 40 MiB "
+    "of `.py` files, i.e. `module_collection_mode` `pyz` instead of the hook's `pyz+py`): "
+    "`import torch` fails with `OSError: could not get source code`. Not tried: dropping HEIC "
+    "support, patching ELF dependencies, UPX (breaks Qt and torch).",
+    "- Run in a clean environment without `OMP_NUM_THREADS`, the self-test's encode and library "
+    "steps take seconds instead of milliseconds on this loaded 2-CPU machine; the same happens "
+    "from source with the same environment (OpenMP threads competing), so it is not a "
+    "packaging effect.",
+]
 
 
 def bundle_bytes(folder: Path) -> int:
@@ -117,6 +141,11 @@ def build(onefile: bool) -> float:
     return time.perf_counter() - t0
 
 
+def _relative(text: str) -> str:
+    """Report text without this machine's paths."""
+    return text.replace(str(ROOT), ".").replace(tempfile.gettempdir(), "$TMP")
+
+
 def run_self_test(exe: Path, model: Path | None) -> tuple[int, str, float]:
     """Run ``exe --self-test`` in a clean environment from an empty folder."""
     cmd = [str(exe), "--self-test"] + (["--model", str(model)] if model else [])
@@ -124,7 +153,7 @@ def run_self_test(exe: Path, model: Path | None) -> tuple[int, str, float]:
         t0 = time.perf_counter()
         r = subprocess.run(cmd, cwd=cwd, env=clean_env(), capture_output=True, text=True,
                            timeout=600)
-    return r.returncode, (r.stdout + r.stderr).strip(), time.perf_counter() - t0
+    return r.returncode, _relative((r.stdout + r.stderr).strip()), time.perf_counter() - t0
 
 
 def _make_photos(folder: Path, n: int = 12) -> list[Path]:
@@ -201,7 +230,7 @@ def screenshot(exe: Path, model: Path, out: Path, wait_s: float = 20.0) -> str:
     out.parent.mkdir(parents=True, exist_ok=True)
     im.save(out, optimize=True)
     shutil.rmtree(tmp, ignore_errors=True)
-    return log.strip()
+    return _relative(log.strip())
 
 
 def write_md(path: Path, r: dict) -> None:
@@ -331,7 +360,11 @@ def main(argv: list[str] | None = None) -> int:
         if bundle.is_dir() else {},
         "largest": [(k, round(v, 1)) for k, v in largest(bundle)] if bundle.is_dir() else [],
         "slim_report": slim,
-        "notes": previous.get("notes", []),
+        "notes": NOTES + ([] if bundled_model.is_file() else [
+            "- `resources/models/default.pt` did not exist when this was built: the self-test "
+            "and the screenshot used a test model (`--model`: random `cukd_mnv2_035` student "
+            "+ ITQ head), so the results in the screenshot are not meaningful, only the app "
+            "working is."]),
     }
     if not args.no_screenshot and model is not None and sys.platform.startswith("linux"):
         r["screenshot_log"] = screenshot(exe, model, args.screenshot)
