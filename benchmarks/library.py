@@ -265,7 +265,7 @@ def student_encoder(path: Path | None, fit_paths: Sequence[Path], work: Path, n_
     from core.encoder import Encoder, file_model_id
     from core.finetune import fit_itq_head
 
-    desc = str(path) if path else "random-init cukd_mnv2_035 @128 px (speed only)"
+    desc = path.name if path else "random-init cukd_mnv2_035 @128 px (speed only)"
     if path is None:
         from core.models import create_student
 
