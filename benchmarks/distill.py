@@ -51,14 +51,14 @@ def part_throughput(sizes: list[int]) -> dict:
         for name in ["mobilenet_v2", "efficientnet_lite0", "efficientnet_lite1",
                      "efficientnet_lite2"]:
             t = create_teacher(name, input_size=size)
-            c = measure(t.backbone, size)
+            c = measure(t.backbone, size, features_only=True)
             rows.append({"model": name, "role": "teacher", "input_size": size,
                          "params": c.params, "macs": c.macs,
                          "images_per_s": round(throughput(t, size), 1)})
             logging.info("%s", rows[-1])
         for name in ["cukd_mnv2_035", "cukd_mnv2_050", "cukd_v1"]:
             s = create_student(name, size)
-            c = measure(s.backbone, size)
+            c = measure(s.backbone, size, features_only=True)
             rows.append({"model": name, "role": "student", "input_size": size,
                          "params": c.params, "macs": c.macs,
                          "images_per_s": round(throughput(s, size), 1)})
@@ -90,7 +90,8 @@ def part_distill(data: Path, epochs: int, views: int, size: int, work: Path) -> 
     student, _ = load_student(res.model_path)
     ims = [load_image(p).resize((size, size)) for p in val.paths]
     cos = feature_cosine(student, teacher, to_tensor(ims))
-    s_c, t_c = measure(student.backbone, size), measure(teacher.backbone, size)
+    s_c = measure(student.backbone, size, features_only=True)
+    t_c = measure(teacher.backbone, size, features_only=True)
     return {
         "teacher": cfg.teacher,
         "student": cfg.student,

@@ -153,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     from core.cli_hashing import add_commands as add_hashing_commands
 
     add_hashing_commands(sub)
+
+    from core.cli_library import add_commands as add_library_commands
+
+    add_library_commands(sub)
     return p
 
 

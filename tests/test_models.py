@@ -128,3 +128,11 @@ def test_model_file_refuses_pickled_code(tmp_path) -> None:
     torch.save({"format": "cukd-model", "payload": Evil()}, p)
     with pytest.raises(CheckpointError):
         load_model_file(p)
+
+
+def test_features_only_complexity_excludes_the_classifier() -> None:
+    full = measure(MobileNetV2(), 128)
+    feats = measure(MobileNetV2(), 128, features_only=True)
+    assert full.params - feats.params == 1280 * 1000 + 1000
+    assert full.macs - feats.macs == 1280 * 1000
+    assert feats.params == count_params(MobileNetV2(num_classes=0))

@@ -23,40 +23,47 @@ def count_params(model: nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_size: int) -> int:
-    """MACs of one forward pass of a single ``3×input_size×input_size`` image.
+def _run_counting(model: nn.Module, input_size: int, features_only: bool) -> tuple[int, int]:
+    """Run one ``3×input_size×input_size`` image; return (MACs, parameters of modules used)."""
+    macs = 0
+    used: dict[int, nn.Module] = {}
 
-    Counts convolutions and linear layers (the standard convention; BN, activations and
-    pooling are not counted). Restores the model's train/eval mode.
-    """
-    total = 0
-
-    def conv_hook(m: nn.Conv2d, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        kh, kw = m.kernel_size
-        total += out.numel() // out.shape[0] * (m.in_channels // m.groups) * kh * kw
-
-    def linear_hook(m: nn.Linear, _inp, out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() // out.shape[0] * m.in_features
-
-    hooks = []
-    for m in model.modules():
+    def hook(m: nn.Module, _inp, out) -> None:
+        nonlocal macs
+        used[id(m)] = m
         if isinstance(m, nn.Conv2d):
-            hooks.append(m.register_forward_hook(conv_hook))
+            kh, kw = m.kernel_size
+            macs += out.numel() // out.shape[0] * (m.in_channels // m.groups) * kh * kw
         elif isinstance(m, nn.Linear):
-            hooks.append(m.register_forward_hook(linear_hook))
+            macs += out.numel() // out.shape[0] * m.in_features
+
+    hooks = [m.register_forward_hook(hook) for m in model.modules()]
     was_training = model.training
     model.eval()
     try:
         device = next(model.parameters()).device
-        model(torch.zeros(1, 3, input_size, input_size, device=device))
+        x = torch.zeros(1, 3, input_size, input_size, device=device)
+        model.forward_features(x) if features_only else model(x)
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return total
+    params = sum(p.numel() for m in used.values() for p in m.parameters(recurse=False))
+    return macs, params
 
 
-def measure(model: nn.Module, input_size: int) -> Complexity:
-    return Complexity(count_params(model), count_macs(model, input_size), input_size)
+def count_macs(model: nn.Module, input_size: int, *, features_only: bool = False) -> int:
+    """MACs of one forward pass of a single ``3×input_size×input_size`` image.
+
+    Counts convolutions and linear layers (the standard convention; BN, activations and
+    pooling are not counted). ``features_only`` runs ``model.forward_features`` (a backbone
+    without its classifier). Restores the model's train/eval mode.
+    """
+    return _run_counting(model, input_size, features_only)[0]
+
+
+def measure(model: nn.Module, input_size: int, *, features_only: bool = False) -> Complexity:
+    """Parameters and MACs; with ``features_only`` both cover only the feature extractor
+    (e.g. a teacher without its ImageNet classifier)."""
+    macs, used_params = _run_counting(model, input_size, features_only)
+    return Complexity(used_params if features_only else count_params(model), macs, input_size)
