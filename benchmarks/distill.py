@@ -66,9 +66,11 @@ def part_throughput(sizes: list[int]) -> dict:
     return {"throughput": rows}
 
 
-def part_distill(data: Path, epochs: int, views: int, size: int, work: Path) -> dict:
+def part_distill(data: Path, epochs: int, views: int, size: int, work: Path,
+                 cosine_weight: float) -> dict:
     cfg = DistillConfig(student="cukd_mnv2_035", teacher="mobilenet_v2", input_size=size,
-                        epochs=epochs, views=views, batch_size=64, lr=3e-3, seed=0)
+                        epochs=epochs, views=views, batch_size=64, lr=3e-3, seed=0,
+                        cosine_weight=cosine_weight)
     train = list_images(data / "train")
     val = list_images(data / "val")
     t0 = time.perf_counter()
@@ -151,6 +153,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--views", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--cosine-weight", type=float, default=0.0)
     ap.add_argument("--work", type=Path, default=Path("/tmp/cukd-distill-bench"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -159,7 +162,7 @@ def main() -> None:
     path = OUT / "distill.json"
     d = json.loads(path.read_text()) if path.exists() else {}
     if a.part in ("distill", "all"):
-        d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work))
+        d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work, a.cosine_weight))
         path.write_text(json.dumps(d, indent=2))
     if a.part in ("throughput", "all"):
         d.update(part_throughput(sorted({a.size, 224})))

@@ -91,7 +91,8 @@ def _cmd_distill(a: argparse.Namespace) -> int:
 
     cfg = DistillConfig(student=a.student, teacher=a.teacher, input_size=a.size,
                         epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, views=a.views,
-                        seed=a.seed, cache_pixels=not a.no_pixel_cache)
+                        seed=a.seed, cache_pixels=not a.no_pixel_cache,
+                        cosine_weight=a.cosine_weight)
     images = list_images(a.images)
     val = list_images(a.val) if a.val else None
     from core.models import create_teacher
@@ -143,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--lr", type=float, default=3e-3)
     d.add_argument("--views", type=int, default=8, help="cached augmented views per image")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--cosine-weight", type=float, default=0.0,
+                   help="add this weight x (1 - cosine) to the MSE loss (0: the paper's MSE)")
     d.add_argument("--cache", type=Path, default=None, help="teacher feature cache folder")
     d.add_argument("--no-pixel-cache", action="store_true",
                    help="decode images every epoch instead of caching view pixels")

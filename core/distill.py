@@ -39,6 +39,7 @@ __all__ = [
     "DistillProgress",
     "DistillResult",
     "distill",
+    "distill_loss",
     "feature_cosine",
 ]
 
@@ -62,6 +63,13 @@ class DistillConfig:
     augment: Augment = field(default_factory=Augment)
     cache_pixels: bool = True
     decode_threads: int = 2
+    cosine_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.views < 1:
+            raise ValueError("epochs, batch_size and views must be >= 1")
+        if self.cosine_weight < 0:
+            raise ValueError("cosine_weight must be >= 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +146,24 @@ def _load_views(path: Path, key: str, views: list[int], cfg: DistillConfig):
         return None, str(exc)
     seed = _image_seed(key, cfg.seed)
     return [augment_view(im, cfg.input_size, cfg.augment, seed, v) for v in views], None
+
+
+def distill_loss(pred: torch.Tensor, target: torch.Tensor, cosine_weight: float = 0.0
+                 ) -> torch.Tensor:
+    """MSE to the teacher's features (the paper's step-1 loss), plus optionally
+    ``cosine_weight * (1 - cos(pred, target))`` averaged over the batch, which weights the
+    feature *direction* that retrieval by cosine or sign codes depends on.
+
+    Args:
+        pred, target: ``[B, D]``.
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"student output {tuple(pred.shape)} does not match teacher "
+                         f"features {tuple(target.shape)}")
+    loss = F.mse_loss(pred, target)
+    if cosine_weight:
+        loss = loss + cosine_weight * (1 - F.cosine_similarity(pred, target, dim=1)).mean()
+    return loss
 
 
 def _resume_key(cfg: dict) -> dict:
@@ -376,7 +402,7 @@ def distill(
             step = epoch * steps_per_epoch + b
             for grp in opt.param_groups:
                 grp["lr"] = _cosine_lr(step, total_steps, warmup, config.lr)
-            loss = F.mse_loss(train_model(x), y)
+            loss = distill_loss(train_model(x), y, config.cosine_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -146,3 +146,24 @@ def test_torchrun_two_process_gloo(tmp_path, images) -> None:
     assert all(r["calls"] > 0 for r in ranks)
     assert sum(r["calls"] for r in ranks) <= -(-len(images) * 2 // 4) + 1
     assert (out / "student.pt").exists()
+
+
+def test_distill_loss_reference_and_shape_check() -> None:
+    from core.distill import distill_loss
+
+    g = torch.Generator().manual_seed(0)
+    p, t = torch.randn(5, 7, generator=g), torch.randn(5, 7, generator=g)
+    mse = ((p - t) ** 2).mean()
+    torch.testing.assert_close(distill_loss(p, t), mse)
+    cos = torch.stack([torch.dot(a, b) / (a.norm() * b.norm()) for a, b in zip(p, t,
+                                                                               strict=True)])
+    torch.testing.assert_close(distill_loss(p, t, 2.0), mse + 2.0 * (1 - cos).mean())
+    with pytest.raises(ValueError, match="does not match"):
+        distill_loss(p, t[:, :3])
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="cosine_weight"):
+        DistillConfig(cosine_weight=-1)
+    with pytest.raises(ValueError, match="epochs"):
+        DistillConfig(epochs=0)
