@@ -141,6 +141,7 @@ def link_files(paths: Sequence[Path], dest: Path) -> list[Path]:
     out = []
     for i, p in enumerate(paths):
         target = dest / f"{i:05d}_{p.name}"
+        p = p.resolve()  # wallpaper packages use relative symlinks between sizes
         try:
             os.link(p, target)
         except OSError:
