@@ -15,7 +15,8 @@ if [ ! -d "$WORK/imagenette/train" ]; then
 fi
 # Step 1: context-unaware distillation from the frozen ImageNet MobileNetV2 teacher.
 "$CUKD" distill "$WORK/imagenette/train" --out "$WORK/kd" --student cukd_mnv2_035 \
-  --teacher mobilenet_v2 --size 128 --epochs 20 --views 6 --batch-size 64 --lr 3e-3 --seed 0
+  --teacher mobilenet_v2 --size 128 --epochs 30 --views 6 --batch-size 64 --lr 3e-3 \
+  --cosine-weight 1.0 --seed 0
 # Unsupervised 64-bit PCA+ITQ hash head and a 256-d PCA embedding for re-ranking.
 "$CUKD" itq --model "$WORK/kd/student.pt" --images "$WORK/imagenette/train" \
   --out resources/models/default.pt --bits 64 --embed-dim 256 --seed 0

@@ -136,6 +136,16 @@ def write_md(d: dict) -> None:
             f"**{d['student_macs_ratio']:.3f}** ({d['student_macs'] / 1e6:.1f} M vs "
             f"{d['teacher_macs'] / 1e6:.1f} M); params ratio {d['student_params_ratio']:.3f} "
             f"({d['student_params'] / 1e6:.2f} M vs {d['teacher_params'] / 1e6:.2f} M)", ""]
+    if "runs" in d:
+        lines += ["## Runs", "",
+                  "| epochs | views | cosine weight | wall s | teacher pass s | val cosine | note |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['epochs']} | {r['views']} | {r['cosine_weight']} | "
+                  f"{r['wall_seconds']:.0f} | {r['teacher_cache_seconds']:.0f} | "
+                  f"{r['student_cosine_to_teacher_val']:.4f} | {r['note']} |" for r in d["runs"]]
+        lines.append("")
+    if "analysis" in d:
+        lines += ["## Analysis", "", d["analysis"], ""]
     if "throughput" in d:
         lines += ["## Inference throughput (batch 64, uint8 input, median of 5)", "",
                   "| model | role | px | params (M) | MACs (M) | images/s |",
