@@ -187,10 +187,6 @@ class Catalog:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA foreign_keys=ON")
-        # Search reads a few hundred random rows (codes, embeddings) per query: memory-mapped
-        # reads and a larger page cache avoid a read() syscall per B-tree page.
-        self._conn.execute(f"PRAGMA mmap_size={1 << 30}")
-        self._conn.execute("PRAGMA cache_size=-65536")
         self._migrate()
 
     # ----------------------------------------------------------------- lifecycle
