@@ -11,6 +11,7 @@ __all__ = ["tune_allocator"]
 
 log = logging.getLogger(__name__)
 _done = False
+_TRIM_THRESHOLD = 1 << 30  # 1 GiB, within a C int
 
 
 def tune_allocator() -> bool:
@@ -25,8 +26,13 @@ def tune_allocator() -> bool:
         return _done
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        libc.mallopt.restype = ctypes.c_int
         m_trim_threshold, m_mmap_max = -1, -4
-        ok = libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 1 << 40) == 1
+        # mallopt takes a C int: a larger value would wrap (1 << 40 becomes 0, which trims on
+        # every free and makes things several times *slower*).
+        ok = (libc.mallopt(m_mmap_max, 0) == 1
+              and libc.mallopt(m_trim_threshold, _TRIM_THRESHOLD) == 1)
     except (OSError, AttributeError):
         ok = False
     _done = ok
