@@ -138,7 +138,8 @@ def write_md(d: dict) -> None:
             f"({d['student_params'] / 1e6:.2f} M vs {d['teacher_params'] / 1e6:.2f} M)", ""]
     if "runs" in d:
         lines += ["## Runs", "",
-                  "| epochs | views | cosine weight | wall s | teacher pass s | val cosine | note |",
+                  "| epochs | views | cosine weight | wall s | teacher pass s | val cosine "
+                  "| note |",
                   "|---|---|---|---|---|---|---|"]
         lines += [f"| {r['epochs']} | {r['views']} | {r['cosine_weight']} | "
                   f"{r['wall_seconds']:.0f} | {r['teacher_cache_seconds']:.0f} | "
