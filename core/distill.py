@@ -10,7 +10,6 @@ Runs unchanged on one CPU, one GPU, or under ``torchrun --nproc_per_node=N``
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -33,6 +32,7 @@ from core.imageio import ImageLoadError, load_image
 from core.models.students import Student, create_student
 from core.models.teachers import create_teacher
 from core.preprocess import Augment, augment_view, to_tensor
+from core.training import barrier, cosine_lr, dist_setup, image_seed
 
 __all__ = [
     "DistillConfig",
@@ -117,25 +117,7 @@ class _DistillModel(nn.Module):
         return self.projection(self.student(x))
 
 
-def _dist() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call initialised the process group)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        created = True
-    return dist.get_rank(), dist.get_world_size(), created
 
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
-
-
-def _image_seed(key: str, seed: int) -> int:
-    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little") ^ seed
 
 
 def _load_views(path: Path, key: str, views: list[int], cfg: DistillConfig):
@@ -144,7 +126,7 @@ def _load_views(path: Path, key: str, views: list[int], cfg: DistillConfig):
         im = load_image(path, draft_size=cfg.input_size * 2)
     except ImageLoadError as exc:
         return None, str(exc)
-    seed = _image_seed(key, cfg.seed)
+    seed = image_seed(key, cfg.seed)
     return [augment_view(im, cfg.input_size, cfg.augment, seed, v) for v in views], None
 
 
@@ -170,12 +152,6 @@ def _resume_key(cfg: dict) -> dict:
     """Settings that must match to resume (more epochs may be asked for)."""
     return {k: v for k, v in cfg.items() if k != "epochs"}
 
-
-def _cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 @torch.no_grad()
@@ -289,7 +265,7 @@ def distill(
         on_progress, should_stop: callbacks; a stop saves a resumable state and returns.
     """
     t_start = time.perf_counter()
-    rank, world, created_pg = _dist()
+    rank, world, created_pg = dist_setup()
     if device is None:
         if torch.cuda.is_available():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -317,7 +293,7 @@ def distill(
     if rank == 0:
         cache = ViewCache(cache_root, spec, keys, config.views, teacher_dim, config.input_size,
                           config.cache_pixels, create=True)
-    _barrier(world)
+    barrier(world)
     if rank != 0:
         cache = ViewCache(cache_root, spec, keys, config.views, teacher_dim, config.input_size,
                           config.cache_pixels, create=False)
@@ -328,7 +304,7 @@ def distill(
     missing = cache.missing_rows()
     failed = _fill_cache(cache, paths, missing[rank::world], teacher, config, device,
                          on_progress if rank == 0 else None, should_stop, teacher_calls)
-    _barrier(world)
+    barrier(world)
     cache_seconds = time.perf_counter() - t_cache
     usable = np.flatnonzero(np.asarray(cache.valid, dtype=bool).all(axis=1))
     if len(usable) == 0:
@@ -401,7 +377,7 @@ def distill(
             y = torch.from_numpy(feats).to(device, non_blocking=True)
             step = epoch * steps_per_epoch + b
             for grp in opt.param_groups:
-                grp["lr"] = _cosine_lr(step, total_steps, warmup, config.lr)
+                grp["lr"] = cosine_lr(step, total_steps, warmup, config.lr)
             loss = distill_loss(train_model(x), y, config.cosine_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -431,7 +407,7 @@ def distill(
         log.info("epoch %d/%d loss %.4f%s", epoch + 1, config.epochs, rec["loss"],
                  f" val cosine {rec['val_cosine']:.4f}" if "val_cosine" in rec else "")
         save_state(epoch + 1, 0)
-        _barrier(world)
+        barrier(world)
 
     model_path = None
     epochs_done = len(history)
@@ -444,7 +420,7 @@ def distill(
                          "epochs": epochs_done, "seed": config.seed,
                          "wall_seconds": time.perf_counter() - t_start,
                          "history": history})
-    _barrier(world)
+    barrier(world)
     if created_pg:
         dist.destroy_process_group()
     return DistillResult(model_path, epochs_done, stopped, time.perf_counter() - t_start,

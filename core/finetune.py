@@ -54,6 +54,7 @@ from core.itq import fit_itq, pca, quantization_error
 from core.losses import CSQLoss, DCHLoss
 from core.models.students import Student
 from core.preprocess import Augment, augment_view, to_tensor
+from core.training import barrier, cosine_lr, dist_setup, image_seed
 
 __all__ = [
     "PRESETS",
@@ -240,21 +241,6 @@ def trainable_blocks(student: Student) -> list[nn.Module]:
     return [bb]
 
 
-def _dist() -> tuple[int, int, bool]:
-    """(rank, world size, whether this call initialised the process group)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, False
-    created = False
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        created = True
-    return dist.get_rank(), dist.get_world_size(), created
-
-
-def _barrier(world: int) -> None:
-    if world > 1:
-        dist.barrier()
 
 
 def _any_rank(flag: bool, world: int, device: torch.device) -> bool:
@@ -274,9 +260,6 @@ def _broadcast(values: list[float], world: int, device: torch.device) -> list[fl
     return t.tolist()
 
 
-def _image_seed(key: str, seed: int) -> int:
-    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little") ^ seed
-
 
 def _state_digest(student: Student) -> str:
     h = hashlib.sha1()
@@ -293,12 +276,6 @@ def _resolve_model(source: ModelSource) -> tuple[Student, dict, str]:
     student, d = load_student(source)
     return student, d, "file:" + file_model_id(source)
 
-
-def _lr(step: int, total: int, warmup: int, base: float) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = (step - warmup) / max(1, total - warmup)
-    return base * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 @torch.no_grad()
@@ -382,7 +359,7 @@ def _load_views(path: Path, key: str, views: list[int], size: int, cfg: Finetune
         im = load_image(path, draft_size=size * 2)
     except ImageLoadError as exc:
         return None, str(exc)
-    seed = _image_seed(key, cfg.seed)
+    seed = image_seed(key, cfg.seed)
     return [augment_view(im, size, cfg.augment, seed, v) for v in views], None
 
 
@@ -463,7 +440,7 @@ def finetune(
     """
     t_start = time.perf_counter()
     cfg = config
-    rank, world, created_pg = _dist()
+    rank, world, created_pg = dist_setup()
     if device is None:
         if torch.cuda.is_available():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
@@ -510,7 +487,7 @@ def finetune(
         sp = {**spec, "split": split}
         if rank == 0:
             caches[split] = ViewCache(cache_root, sp, k, views, dim, size, not head_mode)
-    _barrier(world)
+    barrier(world)
     if rank != 0:
         for split, k, views in (("train", keys, cfg.views), ("val", vkeys, 1)):
             if k:
@@ -548,7 +525,7 @@ def finetune(
         stopped = _any_rank(stopped, world, device)
         if stopped:
             break
-    _barrier(world)
+    barrier(world)
     if stopped:
         if created_pg:
             dist.destroy_process_group()
@@ -698,7 +675,7 @@ def finetune(
                     y = F.one_hot(y, n_classes).float()
                 step = epoch * steps_per_epoch + b
                 for grp in opt.param_groups:
-                    grp["lr"] = _lr(step, total_steps, warmup, cfg.lr) * grp["lr_scale"]
+                    grp["lr"] = cosine_lr(step, total_steps, warmup, cfg.lr) * grp["lr_scale"]
                 loss = crit(train_net(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -778,7 +755,7 @@ def finetune(
                          "epochs": len(history), "best_epoch": best_epoch,
                          "val_map": best_map if has_val else None, "metrics": metrics,
                          "history": history, "wall_seconds": time.perf_counter() - t_start})
-    _barrier(world)
+    barrier(world)
     if created_pg:
         dist.destroy_process_group()
     return FinetuneResult(model_path, best_map if has_val and history else None, best_epoch,
