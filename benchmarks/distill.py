@@ -56,7 +56,7 @@ def part_throughput(sizes: list[int]) -> dict:
                          "params": c.params, "macs": c.macs,
                          "images_per_s": round(throughput(t, size), 1)})
             logging.info("%s", rows[-1])
-        for name in ["cukd_mnv2_035", "cukd_mnv2_050", "cukd_v1"]:
+        for name in ["cukd_mnv2_035", "cukd_mnv2_035t", "cukd_mnv2_050", "cukd_v1"]:
             s = create_student(name, size)
             c = measure(s.backbone, size, features_only=True)
             rows.append({"model": name, "role": "student", "input_size": size,
@@ -67,8 +67,8 @@ def part_throughput(sizes: list[int]) -> dict:
 
 
 def part_distill(data: Path, epochs: int, views: int, size: int, work: Path,
-                 cosine_weight: float) -> dict:
-    cfg = DistillConfig(student="cukd_mnv2_035", teacher="mobilenet_v2", input_size=size,
+                 cosine_weight: float, student: str) -> dict:
+    cfg = DistillConfig(student=student, teacher="mobilenet_v2", input_size=size,
                         epochs=epochs, views=views, batch_size=64, lr=3e-3, seed=0,
                         cosine_weight=cosine_weight)
     train = list_images(data / "train")
@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--cosine-weight", type=float, default=0.0)
+    ap.add_argument("--student", default="cukd_mnv2_035")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cukd-distill-bench"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -173,7 +174,8 @@ def main() -> None:
     path = OUT / "distill.json"
     d = json.loads(path.read_text()) if path.exists() else {}
     if a.part in ("distill", "all"):
-        d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work, a.cosine_weight))
+        d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work, a.cosine_weight,
+                                 a.student))
         path.write_text(json.dumps(d, indent=2))
     if a.part in ("throughput", "all"):
         d.update(part_throughput(sorted({a.size, 224})))

@@ -504,6 +504,24 @@ class Catalog:
             yield ids, codes
             last = int(ids[-1])
 
+    def iter_embeddings(
+        self, model_id: str, chunk: int = 32768
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """All embeddings of a model, in chunks of ``(ids int64 [n], float16 [n, d])``."""
+        last = -1
+        d = (self.model_sizes(model_id) or (0, 0))[1]
+        while True:
+            rows = self._q(
+                "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id > ? "
+                "ORDER BY file_id LIMIT ?", (model_id, last, chunk))
+            if not rows:
+                return
+            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            emb = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(
+                len(rows), d)
+            yield ids, emb
+            last = int(ids[-1])
+
     def all_phashes(self) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], phash uint64 [n])`` of every ``ok`` file."""
         rows = self._q("SELECT id, phash FROM files WHERE status = 'ok' AND phash IS NOT NULL "

@@ -17,7 +17,8 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -28,6 +29,26 @@ __all__ = ["BinaryIndex", "IndexLoadError", "load_or_rebuild"]
 logger = logging.getLogger(__name__)
 
 _MAGIC = b"CUKDIDX1"
+
+#: Query batches up to this size are searched on the calling thread only. A flat Hamming scan
+#: of a million 64-bit codes takes about a millisecond on one core and gains nothing from a
+#: second one, while an OpenMP team competing with busy encoder threads (indexing runs while
+#: the user searches) can wait many milliseconds for its workers.
+SINGLE_THREAD_QUERIES = 16
+
+
+@contextmanager
+def _threads_for(n_queries: int) -> Iterator[None]:
+    """Run faiss with one OpenMP thread for small query batches (per-thread setting)."""
+    if n_queries > SINGLE_THREAD_QUERIES:
+        yield
+        return
+    prev = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(prev)
 
 
 class IndexLoadError(Exception):
@@ -107,7 +128,8 @@ class BinaryIndex:
         codes = self._check(codes)
         with self._lock:
             k = max(1, min(int(k), max(1, int(self._index.ntotal))))
-            d, i = self._index.search(codes, k)
+            with _threads_for(len(codes)):
+                d, i = self._index.search(codes, k)
         return d.astype(np.int32), i
 
     def range_search(self, codes: np.ndarray, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -121,7 +143,8 @@ class BinaryIndex:
             if self._index.ntotal == 0:
                 return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in codes]
             # faiss' binary range search is strict (< radius).
-            lims, d, i = self._index.range_search(codes, int(radius) + 1)
+            with _threads_for(len(codes)):
+                lims, d, i = self._index.range_search(codes, int(radius) + 1)
         out = []
         for q in range(len(codes)):
             dq = d[lims[q]:lims[q + 1]].astype(np.int32)

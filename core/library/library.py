@@ -32,6 +32,7 @@ from pathlib import Path
 from PIL import Image
 
 from .catalog import Catalog, RootInfo, default_library_dir
+from .embeddings import EmbeddingStore, open_store
 from .encoder import ImageEncoder
 from .index import BinaryIndex, load_or_rebuild
 from .scanner import BatchChange, ScanConfig, Scanner, ScanProgress, ScanResult
@@ -104,6 +105,10 @@ def _index_file(model_id: str) -> str:
     return f"codes-{slug}-{hashlib.blake2b(model_id.encode(), digest_size=4).hexdigest()}.cukdidx"
 
 
+def _store_file(model_id: str) -> str:
+    return _index_file(model_id)[:-len(".cukdidx")] + ".cukdemb"
+
+
 class Library:
     """A photo library: one folder holding the catalog and its index files.
 
@@ -127,6 +132,7 @@ class Library:
         self._watcher: LibraryWatcher | None = None
         self._change: ModelChange | None = None
         self._pending_index: BinaryIndex | None = None
+        self._pending_store: EmbeddingStore | None = None
         self._closing = threading.Event()
         self._last_save = 0.0
         self._saved_generation = -1
@@ -138,6 +144,8 @@ class Library:
             logger.warning("library model changes from %s to %s on open: old codes dropped, "
                            "files are re-encoded by the next scan", active, encoder.model_id)
             self.catalog.drop_model(active)
+            for name in (_index_file(active), _store_file(active)):
+                (self.directory / name).unlink(missing_ok=True)
         self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
         if active != encoder.model_id:
             self.catalog.set_active_model(encoder.model_id)
@@ -145,6 +153,7 @@ class Library:
         self.phash_index = self._load_phash_index()
         self._encoder = encoder
         self._index = self._load_code_index(encoder)
+        self._store = self._load_store(encoder)
         self._scanner = self._make_scanner(encoder)
         #: Index files rebuilt from the catalog when opening (missing, corrupt or stale).
         self.rebuilt_indexes: tuple[str, ...] = tuple(self._rebuilt)
@@ -191,6 +200,13 @@ class Library:
             self._rebuilt.append(mid)
         return idx
 
+    def _load_store(self, encoder: ImageEncoder) -> EmbeddingStore:
+        mid = encoder.model_id
+        store, _ = open_store(self.directory / _store_file(mid), model_id=mid,
+                              dim=encoder.embed_dim, generation=self.catalog.generation,
+                              rebuild=lambda: self.catalog.iter_embeddings(mid))
+        return store
+
     def _load_phash_index(self) -> BinaryIndex:
         def rebuild(idx: BinaryIndex) -> None:
             ids, ph = self.catalog.all_phashes()
@@ -212,8 +228,11 @@ class Library:
         """Mirror a committed batch into the in-memory indexes."""
         pending = self._pending_index
         live = [self._index] + ([pending] if pending is not None else [])
+        stores = [self._store] + ([self._pending_store] if self._pending_store else [])
         for idx in live:
             idx.remove(change.removed_ids)
+        for store in stores:
+            store.clear(change.removed_ids)
         if len(change.phash_ids):
             self.phash_index.add(change.phash_ids, phash_codes(change.phashes.tolist()))
         self.phash_index.remove(change.removed_ids)
@@ -223,6 +242,12 @@ class Library:
                     idx.add(change.ids, change.codes)
             else:  # content changed: the other model's code is gone from the catalog
                 idx.remove(change.replaced_ids)
+        for store in stores:
+            if store.model_id == change.model_id:
+                if len(change.ids) and len(change.embeddings):
+                    store.put(change.ids, change.embeddings)
+            else:
+                store.clear(change.replaced_ids)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -247,6 +272,7 @@ class Library:
                 return
             self._index.save(self.directory / _index_file(self._index.model_id), gen)
             self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
+            self._store.save(gen)
             self._last_save = time.monotonic()
             self._saved_generation = gen
 
@@ -271,6 +297,9 @@ class Library:
             if len(ids):
                 ph_index.add(ids, phash_codes(ph.tolist()))
             self._index, self.phash_index = code_index, ph_index
+            if not self._store.matches(self.catalog.generation):
+                mid = self._encoder.model_id
+                self._store.rebuild(self.catalog.iter_embeddings(mid))
             self._seen_generation = self.catalog.generation
             return True
         finally:
@@ -299,6 +328,9 @@ class Library:
             for idx in (self._index, self.phash_index, self._pending_index):
                 if idx is not None:
                     idx.remove(ids)
+            for store in (self._store, self._pending_store):
+                if store is not None:
+                    store.clear(ids)
             self.save()
         if self._watcher is not None:
             self._watcher.refresh()
@@ -351,12 +383,13 @@ class Library:
             KeyError: unknown file id.
         """
         self.refresh()  # cheap unless another process changed the catalog
-        encoder, index = self._encoder, self._index  # one consistent snapshot
+        # one consistent snapshot
+        encoder, index, store = self._encoder, self._index, self._store
         q = prepare_query(query, catalog=self.catalog, encoder=encoder,
                           decode_size=self._scanner.decode_size, robust=robust)
         return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
                           code_index=index, phash_index=self.phash_index, k=k, radius=radius,
-                          config=self.config.search)
+                          config=self.config.search, embeddings=store)
 
     def duplicates(self) -> list[DuplicateGroup]:
         """Groups of identical / near-duplicate files over the whole library."""
@@ -457,6 +490,9 @@ class Library:
             finally:
                 with self._writing():
                     self._pending_index = None
+                    if self._pending_store is not None:  # not swapped in: rebuilt when used
+                        self._pending_store.close()
+                        self._pending_store = None
                 change.done.set()
 
         if background:
@@ -476,7 +512,10 @@ class Library:
             new_index = BinaryIndex(encoder.n_bits, encoder.model_id)
             for ids, codes in self.catalog.iter_codes(encoder.model_id):
                 new_index.add(ids, codes)
-            self._pending_index = new_index
+            new_store = EmbeddingStore(self.directory / _store_file(encoder.model_id),
+                                       encoder.model_id, encoder.embed_dim)
+            new_store.rebuild(self.catalog.iter_embeddings(encoder.model_id))
+            self._pending_index, self._pending_store = new_index, new_store
             scanner = Scanner(self.catalog, encoder, self.config.scan, on_batch=self._apply)
             total = max(0, self.catalog.count_files("ok")
                         - self.catalog.count_codes(encoder.model_id))
@@ -508,9 +547,13 @@ class Library:
                     with self.catalog.transaction():
                         self.catalog.set_active_model(encoder.model_id)
                         self.catalog.drop_model(old)
+                    old_store = self._store
                     self._encoder, self._index, self._scanner = encoder, new_index, scanner
-                    self._pending_index = None
+                    self._store = new_store
+                    self._pending_index = self._pending_store = None
+                    old_store.close()  # searches still holding it fall back to the catalog
                     Path(self.directory / _index_file(old)).unlink(missing_ok=True)
+                    Path(self.directory / _store_file(old)).unlink(missing_ok=True)
                     self.save()
                     change.swapped = True
                     logger.info("model changed from %s to %s", old, encoder.model_id)
@@ -525,4 +568,5 @@ class Library:
             self._change.thread.join()
         with self._write_lock:
             self.save()
+            self._store.close()
             self.catalog.close()

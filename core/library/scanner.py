@@ -128,6 +128,8 @@ class BatchChange:
         model_id: model of ``codes``.
         ids: file ids whose code was (re)written, int64 ``[n]``.
         codes: uint8 ``[n, n_bits//8]``.
+        embeddings: float ``[n, embed_dim]`` re-rank embeddings of ``ids`` (may be empty
+            when ``ids`` is).
         phash_ids: file ids whose pHash was (re)written, int64 ``[m]``.
         phashes: uint64 ``[m]``.
         removed_ids: file ids whose code and pHash must go (deleted, now failing).
@@ -141,6 +143,7 @@ class BatchChange:
     phashes: np.ndarray
     removed_ids: np.ndarray
     replaced_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    embeddings: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
 
 @dataclass(frozen=True)
@@ -621,8 +624,9 @@ class Scanner:
             if codes is None:
                 removed += ids
                 ids = []
-            self.on_batch(_change(enc.model_id, ids=ids, codes=codes, removed=removed,
-                                  phash_ids=ph_ids, phashes=phs, replaced=replaced))
+            self.on_batch(_change(enc.model_id, ids=ids, codes=codes, embeddings=emb,
+                                  removed=removed, phash_ids=ph_ids, phashes=phs,
+                                  replaced=replaced))
 
     @staticmethod
     def _count(it: _Item, counts: _Counts) -> None:
@@ -643,8 +647,8 @@ class Scanner:
 
 def _change(
     model_id: str, *, ids: Sequence[int] = (), codes: np.ndarray | None = None,
-    removed: Sequence[int] = (), phash_ids: Sequence[int] = (), phashes: Sequence[int] = (),
-    replaced: Sequence[int] = (),
+    embeddings: np.ndarray | None = None, removed: Sequence[int] = (),
+    phash_ids: Sequence[int] = (), phashes: Sequence[int] = (), replaced: Sequence[int] = (),
 ) -> BatchChange:
     return BatchChange(
         model_id=model_id,
@@ -654,4 +658,6 @@ def _change(
         phashes=np.asarray([int(p) for p in phashes], dtype=np.uint64),
         removed_ids=np.asarray(removed, dtype=np.int64),
         replaced_ids=np.asarray(replaced, dtype=np.int64),
+        embeddings=(embeddings if embeddings is not None and len(ids)
+                    else np.zeros((0, 0), np.float32)),
     )

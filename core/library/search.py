@@ -36,6 +36,7 @@ from PIL import Image
 
 from ..imageio import ImageLoadError, phash
 from .catalog import Catalog, FileRecord
+from .embeddings import EmbeddingStore
 from .encoder import ImageEncoder, check_encoder_output
 from .index import BinaryIndex
 from .scanner import decode_for_index, reduce_for_index
@@ -251,7 +252,7 @@ def _strength(t: TierThresholds, ph_d: int | None) -> int:
 def run_search(
     query: Query, *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, k: int = 20, radius: int | None = None,
-    config: SearchConfig = SearchConfig(),
+    config: SearchConfig = SearchConfig(), embeddings: EmbeddingStore | None = None,
 ) -> list[SearchHit]:
     """Stage 1 candidates + stage 2 re-rank + tiers (see the module docstring).
 
@@ -260,6 +261,8 @@ def run_search(
         k: results wanted (a cap on results for radius queries).
         radius: if given, code candidates are all files within this Hamming distance
             (hash-channel near-duplicates are kept even beyond it).
+        embeddings: the model's embedding store (positional reads); without it (or once
+            it is closed by a model swap) the embeddings come from the catalog.
     """
     kprime = max(config.candidate_factor * k, config.min_candidates)
     ham: dict[int, int] = {}  # best code distance over query orientations
@@ -286,16 +289,30 @@ def run_search(
     if not cand:
         return []
     ids = sorted(cand)
-    embs_by_id = catalog.fetch_embeddings(ids, model_id)
-    ids = [i for i in ids if i in embs_by_id]
-    if not ids:
+    embs: np.ndarray | None = None
+    if embeddings is not None:
+        try:
+            ids, embs = embeddings.get(ids)
+        except (ValueError, OSError):  # closed by a model swap meanwhile
+            embs = None
+    if embs is None:
+        embs_by_id = catalog.fetch_embeddings(ids, model_id)
+        ids = [i for i in ids if i in embs_by_id]
+        embs = np.stack([embs_by_id[i] for i in ids]) if ids else None
+    if not ids or embs is None:
         return []
-    for i in ids:
+    keep = []
+    for j, i in enumerate(ids):
         if i not in ham:  # hash-channel-only candidate
             code = code_index.reconstruct(i)
-            ham[i] = (int(hamming_matrix(query.codes, code[None]).min()) if code is not None
-                      else 1 << 30)
-    embs = np.stack([embs_by_id[i] for i in ids])
+            if code is None:  # no code of this model (yet): not searchable
+                continue
+            ham[i] = int(hamming_matrix(query.codes, code[None]).min())
+        keep.append(j)
+    if len(keep) < len(ids):
+        ids, embs = [ids[j] for j in keep], embs[keep]
+        if not ids:
+            return []
     cos = np.clip((query.embeddings @ embs.T).max(axis=0), -1.0, 1.0)  # fp16 rounding
     t = config.thresholds
     # A file outside the hash channel has a pHash distance > phash_radius; when that radius
