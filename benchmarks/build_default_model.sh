@@ -14,8 +14,8 @@ if [ ! -d "$WORK/imagenette/train" ]; then
   tar -xzf "$DATA/imagenette/imagenette-224.tar.gz" -C "$WORK"
 fi
 # Step 1: context-unaware distillation from the frozen ImageNet MobileNetV2 teacher.
-"$CUKD" distill "$WORK/imagenette/train" --out "$WORK/kd" --student cukd_mnv2_035 \
-  --teacher mobilenet_v2 --size 128 --epochs 30 --views 6 --batch-size 64 --lr 3e-3 \
+"$CUKD" distill "$WORK/imagenette/train" --out "$WORK/kd" --student cukd_mnv2_035t \
+  --teacher mobilenet_v2 --size 128 --epochs 45 --views 6 --batch-size 64 --lr 3e-3 \
   --cosine-weight 1.0 --seed 0
 # Unsupervised 64-bit PCA+ITQ hash head and a 256-d PCA embedding for re-ranking.
 "$CUKD" itq --model "$WORK/kd/student.pt" --images "$WORK/imagenette/train" \
