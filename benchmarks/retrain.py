@@ -147,6 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: temp)")
     ap.add_argument("--out", type=Path, default=None, help="JSON path (.md written beside)")
     a = ap.parse_args(argv)
+    from core.runtime import tune_allocator
+
+    tune_allocator()  # as cukd-app does at start (the wizard's job runs in the app process)
     presets = [p.strip() for p in a.presets.split(",") if p.strip()]
     for p in presets:
         if p not in PRESETS:
