@@ -132,6 +132,8 @@ def write_markdown(res: dict, path: Path) -> None:
     if res["quick"]:
         lines += ["", "Quick mode: a small subset and capped epochs; the numbers only show "
                       "that the benchmark runs, not the targets."]
+    if res.get("analysis"):
+        lines += ["", "## Analysis", "", res["analysis"]]
     lines += ["", f"Evaluating the default model took {res['default']['seconds']:.0f} s. "
                   "Command: `" + res["command"] + "`", ""]
     path.write_text("\n".join(lines), encoding="utf-8")
@@ -211,6 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     if a.work is None:
         shutil.rmtree(work, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists():  # a hand-written analysis of an earlier run is kept (revise it)
+        old = json.loads(out.read_text(encoding="utf-8"))
+        if old.get("analysis"):
+            res["analysis"] = old["analysis"]
     out.write_text(json.dumps(res, indent=2, default=str), encoding="utf-8")
     write_markdown(res, out.with_suffix(".md"))
     print(f"wrote {out} and {out.with_suffix('.md')}")
