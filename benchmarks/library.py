@@ -981,6 +981,8 @@ def write_md(d: dict, path: Path) -> None:
     if d.get("part_seconds"):
         lines += ["", "Part wall times (s): " + ", ".join(
             f"{k} {v}" for k, v in d["part_seconds"].items()) + "."]
+    if d.get("notes"):  # hand-written, kept across runs (merged JSON)
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in d["notes"]]
     path.write_text("\n".join(lines) + "\n")
 
 
