@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("distill", help="step 1: distil a student from a frozen teacher")
     d.add_argument("images", type=Path, help="folder of images or list file")
     d.add_argument("--out", type=Path, required=True, help="output folder")
-    d.add_argument("--student", default="cukd_mnv2_035")
+    d.add_argument("--student", default="cukd_mnv2_035t")
     d.add_argument("--teacher", default="mobilenet_v2", help="name, or a+b for an ensemble")
     d.add_argument("--teacher-weights", type=Path, default=None)
     d.add_argument("--no-verify-teacher", action="store_true",

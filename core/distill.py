@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 class DistillConfig:
     """Hyper-parameters of step 1 (all saved in the checkpoint's provenance)."""
 
-    student: str = "cukd_mnv2_035"
+    student: str = "cukd_mnv2_035t"
     teacher: str = "mobilenet_v2"
     input_size: int = 128
     epochs: int = 20
