@@ -326,21 +326,25 @@ def run_search(
                 ph[i] = int(hamming_matrix(phash_codes(query.phashes), code[None]).min())
     # Provisional order (identical only possible for pHash distance <= identical_phash);
     # then exact tiers for the identical candidates and the best k of the rest.
-    prov = []
-    for j, i in enumerate(ids):
-        c = float(cos[j])
-        if radius is not None and ham[i] > radius and not (
-                (i in ph and ph[i] <= t.near_duplicate_phash) or c >= t.near_duplicate_cosine):
-            continue
-        maybe_identical = i in ph and ph[i] <= t.identical_phash
-        tier = _tier(t, ph.get(i), c, False, False)
-        prov.append((0 if maybe_identical else _TIER_RANK[tier],
-                     _strength(t, ph.get(i)), -c, ham[i], i, j))
-    prov.sort()
-    chosen = [p for p in prov if p[0] == 0] + [p for p in prov if p[0] != 0][:k]
-    recs = catalog.get_files([p[-2] for p in chosen])
+    # (vectorised: this runs for every candidate of every search)
+    n = len(ids)
+    ida = np.asarray(ids, dtype=np.int64)
+    ham_a = np.fromiter((ham[i] for i in ids), dtype=np.int64, count=n)
+    ph_a = np.fromiter((ph.get(i, 1 << 30) for i in ids), dtype=np.int64, count=n)
+    cos64 = cos.astype(np.float64)
+    ph_near = ph_a <= t.near_duplicate_phash
+    near = ph_near | (cos64 >= t.near_duplicate_cosine)
+    rank0 = np.where(ph_a <= t.identical_phash, 0,
+                     np.where(near, _TIER_RANK["near_duplicate"], _TIER_RANK["similar"]))
+    order = np.lexsort((ida, ham_a, -cos64, np.where(ph_near, 0, 1), rank0))
+    if radius is not None:  # outside the radius only what the tiers call near-duplicate
+        order = order[((ham_a <= radius) | near)[order]]
+    first = rank0[order] == 0
+    chosen = np.concatenate([order[first], order[~first][:k]]).tolist()
+    recs = catalog.get_files([ids[j] for j in chosen])
     hits = []
-    for *_, i, j in chosen:
+    for j in chosen:
+        i = ids[j]
         rec = recs.get(i)
         if rec is None:
             continue
