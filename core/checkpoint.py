@@ -66,6 +66,7 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike[str]) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; model files are shareable data
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -49,6 +50,8 @@ def test_student_checkpoint_round_trip(tmp_path, name: str) -> None:
     assert d["provenance"]["epochs"] == 3 and d["provenance"]["seed"] == 7
     assert "git_commit" in d["provenance"] and "created" in d["provenance"]
     assert s2.preprocess.input_size == 64
+    if os.name == "posix":  # readable by others, like any data file (not mkstemp's 0600)
+        assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_students_reject_tiny_inputs() -> None:
