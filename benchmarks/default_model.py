@@ -1141,6 +1141,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from core.encoder import Encoder
+    from core.runtime import tune_allocator
+
+    tune_allocator()  # as the CLI and the app do
 
     base = QUICK if a.quick else FULL
     sizes = replace(base, **{f: getattr(a, f) for f in Sizes.__dataclass_fields__
