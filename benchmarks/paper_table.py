@@ -121,17 +121,6 @@ def read_split(path: Path, root: Path, classes: tuple[str, ...] = ()) -> ImageLi
                      classes)
 
 
-def per_class(images: ImageList, n: int, seed: int = 0) -> ImageList:
-    """``n`` images of each class (seeded choice, original order kept)."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(images.labels)
-    keep: list[int] = []
-    for c in np.unique(labels[labels >= 0]):
-        idx = np.flatnonzero(labels == c)
-        keep += rng.choice(idx, size=min(n, len(idx)), replace=False).tolist()
-    return images.subset(sorted(keep))
-
-
 def capped(images: ImageList, n: int, seed: int = 0) -> ImageList:
     """At most ``n`` images (seeded choice, original order kept)."""
     if n <= 0 or n >= len(images):
@@ -989,7 +978,7 @@ def main(argv: list[str] | None = None) -> int:
     database = read_split(a.split_dir / "database.txt", a.data, train.classes)
     kd_pool = list_images(a.data / "train")
     if a.tiny:
-        train, query, database, kd_pool = (per_class(x, a.tiny)
+        train, query, database, kd_pool = (x.per_class(a.tiny)
                                            for x in (train, query, database, kd_pool))
     a.v1_kd_epochs = a.v1_kd_epochs or a.kd_epochs
     a.v1_kd_views = a.v1_kd_views or a.kd_views

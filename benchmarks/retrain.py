@@ -38,8 +38,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import ImageList, list_images
@@ -49,17 +47,6 @@ from cukd_app.wizard.job import RetrainPlan, evaluate_encoder, run_retrain
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = {"fast_seconds": 300.0, "balanced_seconds": 1800.0, "fast_improvement": 0.15}
 QUICK = {"train_per_class": 30, "val_per_class": 10, "balanced_epochs": 2}
-
-
-def per_class(images: ImageList, n: int, seed: int = 0) -> ImageList:
-    """``n`` images of each class (seeded choice, original order kept)."""
-    rng = np.random.default_rng(seed)
-    labels = np.asarray(images.labels)
-    keep: list[int] = []
-    for c in np.unique(labels[labels >= 0]):
-        idx = np.flatnonzero(labels == c)
-        keep += sorted(rng.choice(idx, size=min(n, len(idx)), replace=False).tolist())
-    return images.subset(sorted(keep))
 
 
 def run_preset(preset: str, model: Path, train: ImageList, val: ImageList, work: Path,
@@ -163,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     train = list_images(a.imagenette / "train", labelled=True)
     val = list_images(a.imagenette / "val", labelled=True)
     if a.quick:
-        train = per_class(train, QUICK["train_per_class"])
-        val = per_class(val, QUICK["val_per_class"])
+        train = train.per_class(QUICK["train_per_class"])
+        val = val.per_class(QUICK["val_per_class"])
     out = a.out or ROOT / "docs" / "benchmarks" / ("retrain.quick.json" if a.quick
                                                     else "retrain.json")
     work = a.work or Path(tempfile.mkdtemp(prefix="cukd-retrain-bench-"))

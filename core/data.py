@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from core.imageio import IMAGE_EXTENSIONS
 
 __all__ = ["ImageList", "list_images", "read_list_file"]
@@ -31,6 +33,16 @@ class ImageList:
     def subset(self, idx: list[int]) -> ImageList:
         return ImageList(tuple(self.paths[i] for i in idx), tuple(self.labels[i] for i in idx),
                          self.classes)
+
+    def per_class(self, n: int, seed: int = 0) -> ImageList:
+        """``n`` labelled images of each class (seeded choice, original order kept)."""
+        rng = np.random.default_rng(seed)
+        labels = np.asarray(self.labels)
+        keep: list[int] = []
+        for c in np.unique(labels[labels >= 0]):
+            idx = np.flatnonzero(labels == c)
+            keep += rng.choice(idx, size=min(n, len(idx)), replace=False).tolist()
+        return self.subset(sorted(keep))
 
 
 def _is_hidden(name: str) -> bool:

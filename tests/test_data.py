@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from core.data import list_images, read_list_file
+from core.data import ImageList, list_images, read_list_file
 from tests.models_helpers import write_images
 
 
@@ -42,3 +42,13 @@ def test_list_file_single_and_multi_label(tmp_path) -> None:
 def test_missing_source(tmp_path) -> None:
     with pytest.raises(FileNotFoundError):
         list_images(tmp_path / "nope")
+
+
+def test_per_class_takes_a_seeded_stratified_subset(tmp_path):
+    paths = tuple(tmp_path / f"{i}.jpg" for i in range(30))
+    labels = tuple([0] * 12 + [1] * 3 + [2] * 10 + [-1] * 5)
+    images = ImageList(paths, labels, ("a", "b", "c"))
+    sub = images.per_class(4, seed=1)
+    assert sorted(sub.labels) == [0] * 4 + [1] * 3 + [2] * 4  # small classes kept whole
+    assert list(sub.paths) == sorted(sub.paths, key=paths.index)  # original order
+    assert sub == images.per_class(4, seed=1) and sub.classes == images.classes

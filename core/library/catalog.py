@@ -491,35 +491,29 @@ class Catalog:
         self, model_id: str, chunk: int = 65536
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All codes of a model, in chunks of ``(ids int64 [n], codes uint8 [n, n_bits//8])``."""
-        last = -1
-        while True:
-            rows = self._q(
-                "SELECT file_id, code FROM codes WHERE model_id = ? AND file_id > ? "
-                "ORDER BY file_id LIMIT ?", (model_id, last, chunk))
-            if not rows:
-                return
-            ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            codes = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint8).reshape(
-                len(rows), -1)
-            yield ids, codes
-            last = int(ids[-1])
+        return self._iter_column(model_id, "code", np.uint8, chunk)
 
     def iter_embeddings(
         self, model_id: str, chunk: int = 32768
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """All embeddings of a model, in chunks of ``(ids int64 [n], float16 [n, d])``."""
+        return self._iter_column(model_id, "embedding", np.float16, chunk)
+
+    def _iter_column(
+        self, model_id: str, column: str, dtype: type, chunk: int
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """A blob column of ``codes`` for one model, by file id, in keyset-paged chunks."""
         last = -1
-        d = (self.model_sizes(model_id) or (0, 0))[1]
         while True:
             rows = self._q(
-                "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id > ? "
+                f"SELECT file_id, {column} FROM codes WHERE model_id = ? AND file_id > ? "
                 "ORDER BY file_id LIMIT ?", (model_id, last, chunk))
             if not rows:
                 return
             ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            emb = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float16).reshape(
-                len(rows), d)
-            yield ids, emb
+            vals = np.frombuffer(b"".join(r[1] for r in rows), dtype=dtype).reshape(
+                len(rows), -1)
+            yield ids, vals
             last = int(ids[-1])
 
     def all_phashes(self) -> tuple[np.ndarray, np.ndarray]:
