@@ -486,6 +486,9 @@ class LibraryService(QObject):
             self._pause.clear()
             self._snap_timer.stop()
         self._emit_state()
+        # The periodic snapshot may predate the scan's final commit (the folder's "scanned"
+        # stamp): without a fresh one the folder would keep showing "Not indexed yet".
+        self.refresh()
 
     def pause_indexing(self) -> None:
         """Pause the running scan at its next check (resume continues where it stopped)."""
