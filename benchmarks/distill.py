@@ -16,12 +16,13 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 from core.data import list_images
-from core.distill import DistillConfig, distill, feature_cosine
+from core.distill import DistillConfig, distill, distill_within, feature_cosine
 from core.imageio import load_image
 from core.models import create_student, create_teacher, measure
 from core.preprocess import to_tensor
@@ -67,10 +68,11 @@ def part_throughput(sizes: list[int]) -> dict:
 
 
 def part_distill(data: Path, epochs: int, views: int, size: int, work: Path,
-                 cosine_weight: float, student: str) -> dict:
+                 cosine_weight: float, student: str, batch_size: int = 64, lr: float = 3e-3,
+                 budget: float | None = None, workers: int = 2) -> dict:
     cfg = DistillConfig(student=student, teacher="mobilenet_v2", input_size=size,
-                        epochs=epochs, views=views, batch_size=64, lr=3e-3, seed=0,
-                        cosine_weight=cosine_weight)
+                        epochs=epochs, views=views, batch_size=batch_size, lr=lr, seed=0,
+                        cosine_weight=cosine_weight, decode_threads=workers)
     train = list_images(data / "train")
     val = list_images(data / "val")
     t0 = time.perf_counter()
@@ -82,8 +84,14 @@ def part_distill(data: Path, epochs: int, views: int, size: int, work: Path,
             logging.info("%s epoch %d %d/%d loss %s %.0f img/s eta %s s", p.phase, p.epoch,
                          p.done, p.total, p.loss, p.images_per_s, p.eta_seconds)
 
-    res = distill(cfg, train, work, cache_dir=work / "cache", val_images=None,
-                  on_progress=progress, data_description="imagenette-224 train (9469)")
+    desc = "imagenette-224 train (9469)"
+    if budget:
+        res = distill_within(cfg, train, work, budget, cache_dir=work / "cache",
+                             on_progress=progress, data_description=desc)
+        cfg = replace(cfg, epochs=res.epochs_done)
+    else:
+        res = distill(cfg, train, work, cache_dir=work / "cache", val_images=None,
+                      on_progress=progress, data_description=desc)
     wall = time.perf_counter() - t0
     # Final judgement on the whole val split, whole frame resized to the input size.
     teacher = create_teacher(cfg.teacher, input_size=size)
@@ -99,6 +107,7 @@ def part_distill(data: Path, epochs: int, views: int, size: int, work: Path,
         "student": cfg.student,
         "input_size": size,
         "config": cfg.to_dict(),
+        "budget_seconds": budget,
         "train_images": len(train),
         "val_images": len(ims),
         "wall_seconds": round(wall, 1),
@@ -165,7 +174,12 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=6)
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--cosine-weight", type=float, default=0.0)
-    ap.add_argument("--student", default="cukd_mnv2_035")
+    ap.add_argument("--student", default="cukd_mnv2_035t")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=3e-3)
+    ap.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    ap.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                    help="as many epochs as fit in this wall time (--epochs is then the cap)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/cukd-distill-bench"))
     a = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -175,7 +189,7 @@ def main() -> None:
     d = json.loads(path.read_text()) if path.exists() else {}
     if a.part in ("distill", "all"):
         d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work, a.cosine_weight,
-                                 a.student))
+                              a.student, a.batch_size, a.lr, a.budget, a.workers))
         path.write_text(json.dumps(d, indent=2))
     if a.part in ("throughput", "all"):
         d.update(part_throughput(sorted({a.size, 224})))

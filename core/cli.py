@@ -87,12 +87,13 @@ def _cmd_models(a: argparse.Namespace) -> int:
 
 def _cmd_distill(a: argparse.Namespace) -> int:
     from core.data import list_images
-    from core.distill import DistillConfig, distill
+    from core.distill import DistillConfig, distill, distill_within
 
+    epochs = a.epochs or (1000 if a.budget else 20)
     cfg = DistillConfig(student=a.student, teacher=a.teacher, input_size=a.size,
-                        epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, views=a.views,
+                        epochs=epochs, batch_size=a.batch_size, lr=a.lr, views=a.views,
                         seed=a.seed, cache_pixels=not a.no_pixel_cache,
-                        cosine_weight=a.cosine_weight)
+                        cosine_weight=a.cosine_weight, decode_threads=a.workers)
     images = list_images(a.images)
     val = list_images(a.val) if a.val else None
     from core.models import create_teacher
@@ -106,9 +107,14 @@ def _cmd_distill(a: argparse.Namespace) -> int:
         bar.update(label, p.done, p.total, p.images_per_s, p.eta_seconds,
                    "" if p.loss is None else f"loss {p.loss:.4f}")
 
-    res = distill(cfg, images, a.out, teacher=teacher, cache_dir=a.cache,
-                  val_images=val, resume=not a.restart, on_progress=progress,
-                  data_description=str(a.images))
+    if a.budget:
+        res = distill_within(cfg, images, a.out, a.budget, teacher=teacher, cache_dir=a.cache,
+                             val_images=val, on_progress=progress,
+                             data_description=str(a.images))
+    else:
+        res = distill(cfg, images, a.out, teacher=teacher, cache_dir=a.cache,
+                      val_images=val, resume=not a.restart, on_progress=progress,
+                      data_description=str(a.images))
     bar.close()
     for h in res.history:
         print(f"epoch {h['epoch']}: loss {h['loss']:.4f}"
@@ -139,7 +145,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-verify-teacher", action="store_true",
                    help="skip the sha256 check of known teacher files (custom weights)")
     d.add_argument("--size", type=int, default=128)
-    d.add_argument("--epochs", type=int, default=20)
+    d.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default 20); with --budget, the most epochs to train")
+    d.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="train as many epochs as fit in this wall-clock time (teacher pass "
+                        "included), with a full learning-rate schedule")
+    d.add_argument("--workers", type=int, default=2, help="image decoding threads")
     d.add_argument("--batch-size", type=int, default=64)
     d.add_argument("--lr", type=float, default=3e-3)
     d.add_argument("--views", type=int, default=8, help="cached augmented views per image")

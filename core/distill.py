@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ __all__ = [
     "DistillResult",
     "distill",
     "distill_loss",
+    "distill_within",
     "feature_cosine",
 ]
 
@@ -425,3 +426,47 @@ def distill(
         dist.destroy_process_group()
     return DistillResult(model_path, epochs_done, stopped, time.perf_counter() - t_start,
                          teacher_calls[0], cache_seconds, history, failed)
+
+
+def distill_within(
+    config: DistillConfig,
+    images: ImageList | Sequence[str | os.PathLike[str]],
+    out_dir: str | os.PathLike[str],
+    budget_seconds: float,
+    *,
+    margin_seconds: float = 20.0,
+    max_epochs: int | None = None,
+    teacher: nn.Module | None = None,
+    teacher_weights: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    **kwargs,
+) -> DistillResult:
+    """Distil for as many epochs as fit in ``budget_seconds`` (wall clock, teacher pass included).
+
+    Fills the teacher cache and trains one probe epoch (``out_dir/probe``), times it, then trains
+    a fresh student with a full cosine schedule of ``min(max_epochs or config.epochs, fitting)``
+    epochs in ``out_dir`` — so the run ends at a small learning rate instead of being cut off
+    mid-schedule. Single process only. Other keyword arguments go to :func:`distill`.
+    """
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
+    if teacher is None:
+        teacher = create_teacher(config.teacher, teacher_weights, input_size=config.input_size)
+    kwargs.pop("resume", None)
+    val = kwargs.pop("val_images", None)
+    probe = distill(replace(config, epochs=1), images, out_dir / "probe", teacher=teacher,
+                    cache_dir=cache_dir, resume=False, **kwargs)
+    if probe.stopped or not probe.history:
+        return probe
+    epoch_s = float(probe.history[0]["seconds"])
+    left = budget_seconds - (time.perf_counter() - t0) - margin_seconds
+    epochs = max(1, min(max_epochs or config.epochs, int(left / max(epoch_s, 1e-6))))
+    log.info("teacher pass %.0f s, probe epoch %.1f s: %d epochs fit in the %.0f s left",
+             probe.cache_seconds, epoch_s, epochs, left)
+    res = distill(replace(config, epochs=epochs), images, out_dir, teacher=teacher,
+                  cache_dir=cache_dir, resume=False, val_images=val, **kwargs)
+    res.cache_seconds += probe.cache_seconds
+    res.wall_seconds = time.perf_counter() - t0
+    res.failed_images = probe.failed_images + res.failed_images
+    return res

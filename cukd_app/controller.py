@@ -86,6 +86,7 @@ class AppController(QObject):
         self._query: SearchRequest | None = None
         self._crash: CrashDialog | None = None
         self._opened = False
+        self._snapshot: LibrarySnapshot | None = None
         self._pending_search: SearchRequest | None = None
         self.models = ModelStore(ctx.paths.models_dir, default_model_path())
         self.wizard: RetrainWizard | None = None
@@ -208,6 +209,7 @@ class AppController(QObject):
 
     @Slot(object)
     def _on_snapshot(self, snap: LibrarySnapshot) -> None:
+        self._snapshot = snap
         self.win.library_panel.set_snapshot(snap)
         self.win.status.set_snapshot(snap)
 
@@ -336,8 +338,7 @@ class AppController(QObject):
     @Slot(object)
     def _on_search_finished(self, out: SearchOutcome) -> None:
         self.win.results_view.model.set_hits(out.hits, out.generation)
-        self.win.results_view.set_empty_text(
-            "No similar photos found." if not out.hits else "")
+        self.win.results_view.set_empty_text("" if out.hits else self._no_hits_text())
         self.win.status.set_search_time(out.elapsed_ms, len(out.hits))
         self.win.status.clearMessage()
         if out.request.path and out.request.path != self.ctx.settings.last_query:
@@ -345,6 +346,16 @@ class AppController(QObject):
                 self.ctx.save_settings(self.ctx.settings.replace(last_query=out.request.path))
             except OSError as exc:
                 self.ctx.notifier.error(exc)
+
+    def _no_hits_text(self) -> str:
+        """Why a search found nothing: an empty library says what to do about it."""
+        snap = self._snapshot
+        if snap is not None and not snap.roots:
+            return ("Your library is empty. Add a folder of photos (Library ▸ Add folder…) "
+                    "and search again once it is indexed.")
+        if snap is not None and snap.indexed == 0:
+            return "No photos are indexed yet. Search again when indexing has finished."
+        return "No similar photos found."
 
     @Slot(object)
     def _on_search_failed(self, _err: object) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from core.checkpoint import load_student
 from core.data import list_images
-from core.distill import DistillConfig, distill
+from core.distill import DistillConfig, distill, distill_within
 from tests.models_helpers import CountingTeacher, write_images
 
 torch.set_num_threads(1)
@@ -79,6 +79,20 @@ def test_progress_reports_both_phases_and_eta(tmp_path, images) -> None:
     assert last.epoch == 2 and last.done == last.total and last.eta_seconds == 0
 
 
+def test_budget_picks_the_epochs_that_fit_and_runs_the_teacher_once(tmp_path, images) -> None:
+    teacher = CountingTeacher()
+    cfg = CFG.__class__(**{**CFG.__dict__, "epochs": 50})
+    # A budget far above the run's cost: the epoch cap decides and the teacher runs once.
+    res = distill_within(cfg, images, tmp_path / "run", 3600, teacher=teacher)
+    assert res.epochs_done == 50 and res.model_path == tmp_path / "run" / "student.pt"
+    assert teacher.calls == -(-len(images) * CFG.views // CFG.batch_size)
+    _, meta = load_student(res.model_path)
+    assert meta["provenance"]["config"]["epochs"] == 50
+    # A budget already spent by the teacher pass and the probe: one epoch, still a model.
+    small = distill_within(cfg, images, tmp_path / "small", 0.0, teacher=CountingTeacher())
+    assert small.epochs_done == 1 and small.model_path.exists()
+
+
 def test_unreadable_images_are_skipped_and_reported(tmp_path, images) -> None:
     bad = tmp_path / "imgs" / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff garbage")
@@ -113,7 +127,7 @@ SCRIPT = textwrap.dedent("""
     import torch.distributed as dist
     sys.path.insert(0, {root!r})
     from tests.models_helpers import CountingTeacher
-    from core.distill import DistillConfig, distill
+    from core.distill import DistillConfig, distill, distill_within
     torch.set_num_threads(1)
     from pathlib import Path
     imgs = sorted(Path({imgs!r}).glob("*.jpg"))

@@ -124,3 +124,20 @@ def test_crash_hook_shows_dialog(qtbot, setup) -> None:
         dlg.close()
     finally:
         sys.excepthook, threading.excepthook = old_hook, old_thread_hook
+
+
+def test_search_in_an_empty_library_says_to_add_a_folder(qtbot, tmp_path: Path) -> None:
+    query = make_tree(tmp_path / "elsewhere", 1)[0]
+    ctx = make_test_context(tmp_path)
+    try:
+        win = MainWindow(ctx)
+        qtbot.addWidget(win)
+        win.show()
+        with qtbot.waitSignal(ctx.library.snapshot, timeout=20000):
+            open_library(qtbot, ctx)
+        with qtbot.waitSignal(ctx.search.finished, timeout=10000):
+            win.controller.search_path(str(query))
+        assert win.results_view.model.rowCount() == 0
+        assert "Add a folder" in win.results_view.empty.text()
+    finally:
+        ctx.close()
