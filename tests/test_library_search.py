@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.imageio import ImageLoadError
 from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
-from core.library.search import hamming_matrix
+from core.library.search import SearchHit, TierThresholds, hamming_matrix, order_hits
 from core.library.testing import TinyEncoder
 from tests.library_helpers import make_image, make_tree, open_library, write_image
 
@@ -214,3 +214,25 @@ def test_hash_channel_recovers_near_duplicates_lost_by_codes(tmp_path):
                 assert hits[0].tier == "near_duplicate" and hits[0].phash_distance <= 10
         finally:
             lib.close()
+
+
+def _hit(fid: int, score: float, ph: int | None, dims=(1920, 1200), tier="similar") -> SearchHit:
+    return SearchHit(fid, f"/p/{fid}.jpg", score, 10, ph, tier, 1, 0.0, *dims)
+
+
+def test_near_ties_are_broken_by_phash_then_aspect_ratio() -> None:
+    t = TierThresholds()
+    # Three look-alikes within 0.005 cosine: the smaller pHash distance wins, and between equal
+    # distances the file with the query's aspect ratio.
+    hits = [_hit(1, 0.8994, 34), _hit(2, 0.8980, 12, (1920, 1440)), _hit(3, 0.8978, 12)]
+    assert [h.file_id for h in order_hits(hits, t, (960, 600), 0.005)] == [3, 2, 1]
+    # Portrait copy of a landscape photo: either orientation matches the aspect ratio.
+    assert [h.file_id for h in order_hits(hits, t, (600, 960), 0.005)] == [3, 2, 1]
+    # near_tie 0: cosine alone.
+    assert [h.file_id for h in order_hits(hits, t, (960, 600), 0.0)] == [1, 2, 3]
+    # A clear cosine lead is kept whatever the pHash says.
+    far = [_hit(1, 0.95, 40), _hit(2, 0.90, 11)]
+    assert [h.file_id for h in order_hits(far, t, None, 0.005)] == [1, 2]
+    # Tiers and pHash-vouched matches still come first.
+    mixed = [_hit(1, 0.99, 40), _hit(2, 0.80, 3, tier="near_duplicate"), _hit(3, 0.991, None)]
+    assert [h.file_id for h in order_hits(mixed, t, None, 0.005)] == [2, 1, 3]

@@ -19,7 +19,10 @@ Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
 - ``similar``: everything else among the candidates.
 
 Results are ordered by tier, then pHash-vouched before cosine-only matches, then cosine,
-then Hamming distance. With ``robust=True`` the
+then Hamming distance. Cosines closer than ``SearchConfig.near_tie`` (0.005) do not order
+look-alikes reliably (two variants of one wallpaper design score 1.000 and 1.000), so such
+near-ties are broken by the smaller pHash distance, then by the aspect ratio nearer the
+query's (a rescaled or recompressed copy keeps it). With ``robust=True`` the
 query is encoded in the 8 orientations (4 rotations x mirror) and, per file, the best
 distance/similarity over orientations is kept.
 """
@@ -27,6 +30,7 @@ distance/similarity over orientations is kept.
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,6 +54,7 @@ __all__ = [
     "TierThresholds",
     "find_duplicates",
     "hamming_matrix",
+    "order_hits",
     "phash_codes",
     "prepare_query",
     "run_search",
@@ -86,12 +91,15 @@ class SearchConfig:
         min_candidates: at least this many stage-1 candidates.
         phash_radius: hash-channel candidate radius (bits of 64); 0 disables the channel.
         thresholds: tier boundaries.
+        near_tie: cosines closer than this are near-ties, ordered by pHash distance, then
+            by aspect ratio (see the module docstring); 0 orders by cosine alone.
     """
 
     candidate_factor: int = 10
     min_candidates: int = 100
     phash_radius: int = 10
     thresholds: TierThresholds = TierThresholds()
+    near_tie: float = 0.005
 
 
 @dataclass(frozen=True)
@@ -249,6 +257,40 @@ def _strength(t: TierThresholds, ph_d: int | None) -> int:
     return 0 if ph_d is not None and ph_d <= t.near_duplicate_phash else 1
 
 
+def _aspect_gap(dims: tuple[int, int] | None, w: int | None, h: int | None) -> float:
+    """|log aspect ratio difference| between the query and a file (either orientation)."""
+    if dims is None or not w or not h or not dims[0] or not dims[1]:
+        return float("inf")
+    a = math.log(dims[0] / dims[1])
+    b = math.log(w / h)
+    return min(abs(a - b), abs(a + b))
+
+
+def order_hits(hits: list[SearchHit], t: TierThresholds, query_dims: tuple[int, int] | None,
+               near_tie: float) -> list[SearchHit]:
+    """Final order: tier, pHash-vouched first, cosine; near-ties (cosines within
+    ``near_tie`` of the best of their run) by pHash distance, then aspect ratio."""
+    hits = sorted(hits, key=lambda h: (_TIER_RANK[h.tier], _strength(t, h.phash_distance),
+                                       -h.score, h.hamming, h.file_id))
+    if near_tie <= 0:
+        return hits
+    out: list[SearchHit] = []
+    i = 0
+    while i < len(hits):
+        head = hits[i]
+        j = i + 1
+        while (j < len(hits) and hits[j].tier == head.tier
+               and _strength(t, hits[j].phash_distance) == _strength(t, head.phash_distance)
+               and head.score - hits[j].score < near_tie):
+            j += 1
+        out += sorted(hits[i:j], key=lambda h: (
+            64 if h.phash_distance is None else h.phash_distance,
+            round(_aspect_gap(query_dims, h.width, h.height), 3), -h.score, h.hamming,
+            h.file_id))
+        i = j
+    return out
+
+
 def run_search(
     query: Query, *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, k: int = 20, radius: int | None = None,
@@ -360,9 +402,7 @@ def run_search(
             file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[i]),
             phash_distance=ph_d, tier=tier, size=rec.size, mtime=rec.mtime_ns / 1e9,
             width=rec.width, height=rec.height))
-    hits.sort(key=lambda h: (_TIER_RANK[h.tier], _strength(t, h.phash_distance), -h.score,
-                             h.hamming, h.file_id))
-    return hits[:k]
+    return order_hits(hits, t, query.dims, config.near_tie)[:k]
 
 
 def find_duplicates(
