@@ -15,6 +15,7 @@ import logging
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -128,7 +129,8 @@ def write_md(d: dict) -> None:
     lines = ["# Distillation benchmark (issue 2)", "",
              f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, torch "
              f"{torch.__version__}, {torch.get_num_threads()} threads. "
-             "Command: `python benchmarks/distill.py --data <unpacked imagenette> --part all`.",
+             "Command: `" + d.get("command", "python benchmarks/distill.py --data <unpacked "
+                                  "imagenette> --part all") + "`.",
              ""]
     if "student_cosine_to_teacher_val" in d:
         lines += [
@@ -147,10 +149,11 @@ def write_md(d: dict) -> None:
             f"({d['student_params'] / 1e6:.2f} M vs {d['teacher_params'] / 1e6:.2f} M)", ""]
     if "runs" in d:
         lines += ["## Runs", "",
-                  "| epochs | views | cosine weight | wall s | teacher pass s | val cosine "
+                  "| px | epochs | views | cosine weight | wall s | teacher pass s | val cosine "
                   "| note |",
-                  "|---|---|---|---|---|---|---|"]
-        lines += [f"| {r['epochs']} | {r['views']} | {r['cosine_weight']} | "
+                  "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {r.get('input_size', 128)} | {r['epochs']} | {r['views']} | "
+                  f"{r['cosine_weight']} | "
                   f"{r['wall_seconds']:.0f} | {r['teacher_cache_seconds']:.0f} | "
                   f"{r['student_cosine_to_teacher_val']:.4f} | {r['note']} |" for r in d["runs"]]
         lines.append("")
@@ -188,6 +191,10 @@ def main() -> None:
     path = OUT / "distill.json"
     d = json.loads(path.read_text()) if path.exists() else {}
     if a.part in ("distill", "all"):
+        argv = sys.argv[1:]
+        d["command"] = "python benchmarks/distill.py " + " ".join(
+            "<unpacked imagenette>" if i and argv[i - 1] == "--data" else x
+            for i, x in enumerate(argv))
         d.update(part_distill(a.data, a.epochs, a.views, a.size, a.work, a.cosine_weight,
                               a.student, a.batch_size, a.lr, a.budget, a.workers))
         path.write_text(json.dumps(d, indent=2))

@@ -121,13 +121,13 @@ class _DistillModel(nn.Module):
 
 
 
-def _load_views(path: Path, key: str, views: list[int], cfg: DistillConfig):
+def _load_views(path: Path, views: list[int], cfg: DistillConfig):
     """Decode one image and render the requested views (runs in a worker thread)."""
     try:
         im = load_image(path, draft_size=cfg.input_size * 2)
     except ImageLoadError as exc:
         return None, str(exc)
-    seed = image_seed(key, cfg.seed)
+    seed = image_seed(path, cfg.seed)
     return [augment_view(im, cfg.input_size, cfg.augment, seed, v) for v in views], None
 
 
@@ -207,7 +207,7 @@ def _fill_cache(cache: ViewCache, paths: Sequence[Path], rows: np.ndarray, teach
         chunk = 64
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            results = pool.map(lambda rv: _load_views(paths[rv[0]], cache.keys[rv[0]], rv[1],
+            results = pool.map(lambda rv: _load_views(paths[rv[0]], rv[1],
                                                       cfg), part)
             for (r, vs), (ims, err) in zip(part, results, strict=True):
                 if err is not None:
@@ -289,7 +289,7 @@ def distill(
     keys = [image_key(p) for p in paths]
     spec = {"teacher": getattr(teacher, "name", config.teacher), "dim": teacher_dim,
             "teacher_id": config.teacher, "size": config.input_size,
-            "augment": config.augment.to_dict(), "seed": config.seed}
+            "augment": config.augment.to_dict(), "seed": config.seed, "view_seed": "content"}
     cache_root = Path(cache_dir) if cache_dir else out_dir / "cache"
     if rank == 0:
         cache = ViewCache(cache_root, spec, keys, config.views, teacher_dim, config.input_size,
@@ -372,7 +372,7 @@ def distill(
             rows, views = perm[sel], view_of[sel]
             feats, pix = cache.get(rows, views)
             if pix is None:
-                pix = to_tensor([_load_views(paths[r], keys[r], [int(v)], config)[0][0]
+                pix = to_tensor([_load_views(paths[r], [int(v)], config)[0][0]
                                  for r, v in zip(rows, views, strict=True)]).numpy()
             x = torch.from_numpy(pix).to(device, non_blocking=True)
             y = torch.from_numpy(feats).to(device, non_blocking=True)

@@ -354,12 +354,12 @@ class _HashNet(nn.Module):
         return state
 
 
-def _load_views(path: Path, key: str, views: list[int], size: int, cfg: FinetuneConfig):
+def _load_views(path: Path, views: list[int], size: int, cfg: FinetuneConfig):
     try:
         im = load_image(path, draft_size=size * 2)
     except ImageLoadError as exc:
         return None, str(exc)
-    seed = image_seed(key, cfg.seed)
+    seed = image_seed(path, cfg.seed)
     return [augment_view(im, size, cfg.augment, seed, v) for v in views], None
 
 
@@ -375,7 +375,7 @@ def _fill(cache: ViewCache, paths: Sequence[Path], rows: np.ndarray,
         chunk = max(1, cfg.batch_size // max(1, cache.views))
         for start in range(0, len(todo), chunk):
             part = todo[start:start + chunk]
-            loaded = pool.map(lambda rv: _load_views(paths[rv[0]], cache.keys[rv[0]], rv[1],
+            loaded = pool.map(lambda rv: _load_views(paths[rv[0]], rv[1],
                                                      size, cfg), part)
             items = []
             for (r, vs), (ims, err) in zip(part, loaded, strict=True):
@@ -476,7 +476,7 @@ def finetune(
     dim = student.feature_dim if head_mode else 1
     spec = {"purpose": "finetune", "size": size, "augment": cfg.augment.to_dict(),
             "seed": cfg.seed, "student": base_id if head_mode else None,
-            "pixels": not head_mode}
+            "pixels": not head_mode, "view_seed": "content"}
     cache_root = Path(cache_dir) if cache_dir else out_dir / "cache"
     keys = [image_key(p) for p in paths]
     vkeys = [image_key(p) for p in vpaths]

@@ -32,9 +32,17 @@ def barrier(world: int) -> None:
         dist.barrier()
 
 
-def image_seed(key: str, seed: int) -> int:
-    """Per-image augmentation seed from the image's cache key (stable across runs)."""
-    return int.from_bytes(hashlib.sha1(key.encode()).digest()[:4], "little") ^ seed
+def image_seed(path: str | os.PathLike[str], seed: int) -> int:
+    """Per-image augmentation seed from the file's content, so a copy of the data set on
+    another machine or in another folder gets the same views (unreadable file: its path)."""
+    h = hashlib.sha1()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        h.update(os.fsencode(path))
+    return int.from_bytes(h.digest()[:4], "little") ^ seed
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:

@@ -17,7 +17,7 @@ from cukd_app.context import AppContext, build_context
 from cukd_app.paths import AppPaths
 from cukd_app.services.model_loader import ModelInfo
 
-__all__ = ["make_test_context", "open_library", "tiny_factory"]
+__all__ = ["make_test_context", "open_library", "show_window", "tiny_factory"]
 
 
 def tiny_factory(encoder: ImageEncoder | None = None) -> Callable[[], ModelInfo]:
@@ -48,3 +48,13 @@ def open_library(qtbot: object, ctx: AppContext, folders: list[Path] = (),  # ty
         with qtbot.waitSignal(ctx.library.scanFinished, timeout=timeout):  # type: ignore[attr-defined]
             ctx.library.add_root(folder)
     qtbot.waitUntil(lambda: ctx.library.queue_length == 0, timeout=timeout)  # type: ignore[attr-defined]
+
+
+def show_window(qtbot: object, ctx: AppContext):  # -> cukd_app.app.MainWindow
+    """The main window over ``ctx``, shown and owned by pytest-qt's ``qtbot``."""
+    from cukd_app.app import MainWindow
+
+    win = MainWindow(ctx)
+    qtbot.addWidget(win)  # type: ignore[attr-defined]
+    win.show()
+    return win

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QApplication
 
 from cukd_app.app import MainWindow
 from cukd_app.mime import read_mime
-from cukd_app.testing import make_test_context, open_library
+from cukd_app.testing import make_test_context, open_library, show_window
 from tests.library_helpers import make_tree, write_image
 
 
@@ -38,9 +38,7 @@ def setup(qtbot, tmp_path: Path):
     photos = tmp_path / "photos"
     make_tree(photos, 12)
     ctx = make_test_context(tmp_path)
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_window(qtbot, ctx)
     open_library(qtbot, ctx, [photos])
     yield ctx, win, photos
     ctx.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 from PIL import Image
 
 from cukd_app.app import MainWindow
-from cukd_app.testing import make_test_context, open_library
+from cukd_app.testing import make_test_context, open_library, show_window
 from tests.library_helpers import make_tree
 
 
@@ -19,9 +19,7 @@ def test_duplicates_view_groups_side_by_side(qtbot, tmp_path: Path) -> None:
     Image.open(paths[1]).resize((160, 120)).save(photos / "bigger_second.jpg", quality=92)
     ctx = make_test_context(tmp_path)
     try:
-        win = MainWindow(ctx)
-        qtbot.addWidget(win)
-        win.show()
+        win = show_window(qtbot, ctx)
         open_library(qtbot, ctx, [photos])
         view = win.duplicates_view
         with qtbot.waitSignal(ctx.library.duplicatesReady, timeout=10000) as blocker:
@@ -44,9 +42,7 @@ def test_window_state_and_last_query_are_remembered(qtbot, tmp_path: Path) -> No
     photos = tmp_path / "photos"
     make_tree(photos, 4)
     ctx = make_test_context(tmp_path)
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_window(qtbot, ctx)
     open_library(qtbot, ctx, [photos])
     win.resize(760, 560)  # within the offscreen screen (restoreGeometry clamps to it)
     win.splitter.setSizes([280, 480])

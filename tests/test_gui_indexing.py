@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.library.testing import TinyEncoder
-from cukd_app.app import MainWindow
-from cukd_app.testing import make_test_context, open_library
+from cukd_app.testing import make_test_context, open_library, show_window
 from cukd_app.views.library_panel import root_state
 from tests.library_helpers import make_tree
 
@@ -21,9 +20,7 @@ def slow(qtbot, tmp_path: Path):
     photos = tmp_path / "photos"
     make_tree(photos, 100)
     ctx = make_test_context(tmp_path, encoder=TinyEncoder(delay_s=0.15))
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_window(qtbot, ctx)
     open_library(qtbot, ctx)
     yield ctx, win, photos
     ctx.close()
@@ -90,9 +87,7 @@ def test_failed_files_and_offline_folder(qtbot, tmp_path: Path) -> None:
     (photos / "empty.png").write_bytes(b"")
     ctx = make_test_context(tmp_path)
     try:
-        win = MainWindow(ctx)
-        qtbot.addWidget(win)
-        win.show()
+        win = show_window(qtbot, ctx)
         with qtbot.waitSignal(ctx.notifier.posted, timeout=20000,
                               check_params_cb=lambda n: n.level == "warning"):
             open_library(qtbot, ctx, [photos])

@@ -11,7 +11,7 @@ from PySide6.QtGui import QPixmap
 from core.library import SearchHit
 from cukd_app.results_model import ResultRoles, ResultsFilterProxy, ResultsModel, hit_tooltip
 from cukd_app.services.thumbnails import ThumbnailCache, ThumbnailLoader
-from cukd_app.testing import make_test_context
+from cukd_app.testing import make_test_context, open_library, show_window
 from cukd_app.views.results_view import ResultsGrid
 from tests.library_helpers import make_tree
 
@@ -127,15 +127,10 @@ def test_unreadable_file_shows_failed_state(qtbot, tmp_path, loader) -> None:
 
 
 def test_results_tab_filters_in_window(qtbot, tmp_path) -> None:
-    from cukd_app.app import MainWindow
-    from cukd_app.testing import open_library
-
     make_tree(tmp_path / "photos", 8)
     ctx = make_test_context(tmp_path)
     try:
-        win = MainWindow(ctx)
-        qtbot.addWidget(win)
-        win.show()
+        win = show_window(qtbot, ctx)
         open_library(qtbot, ctx, [tmp_path / "photos"])
         with qtbot.waitSignal(ctx.search.finished, timeout=10000) as blocker:
             win.controller.search_path(str(tmp_path / "photos" / "img0000.png"))

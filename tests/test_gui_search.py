@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from cukd_app.app import MainWindow
 from cukd_app.notifications import install_crash_hooks
 from cukd_app.services.search_service import SearchRequest
-from cukd_app.testing import make_test_context, open_library
+from cukd_app.testing import make_test_context, open_library, show_window
 from tests.library_helpers import make_tree
 
 
@@ -20,9 +19,7 @@ def setup(qtbot, tmp_path: Path):
     photos = tmp_path / "photos"
     make_tree(photos, 10)
     ctx = make_test_context(tmp_path)
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_window(qtbot, ctx)
     open_library(qtbot, ctx, [photos])
     yield ctx, win, photos
     ctx.close()
@@ -130,9 +127,7 @@ def test_search_in_an_empty_library_says_to_add_a_folder(qtbot, tmp_path: Path) 
     query = make_tree(tmp_path / "elsewhere", 1)[0]
     ctx = make_test_context(tmp_path)
     try:
-        win = MainWindow(ctx)
-        qtbot.addWidget(win)
-        win.show()
+        win = show_window(qtbot, ctx)
         with qtbot.waitSignal(ctx.library.snapshot, timeout=20000):
             open_library(qtbot, ctx)
         with qtbot.waitSignal(ctx.search.finished, timeout=10000):

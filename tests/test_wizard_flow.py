@@ -15,7 +15,7 @@ from core.encoder import Encoder
 from core.models import create_student
 from cukd_app.app import MainWindow
 from cukd_app.services.search_service import SearchRequest
-from cukd_app.testing import make_test_context, open_library
+from cukd_app.testing import make_test_context, open_library, show_window
 from cukd_app.wizard import RetrainWizard
 from tests.library_helpers import make_tree
 from tests.test_finetune import make_class_tree
@@ -39,9 +39,7 @@ def app(qtbot, tmp_path: Path):
     photos = tmp_path / "photos"
     make_tree(photos, 8)
     ctx = make_test_context(tmp_path)
-    win = MainWindow(ctx)
-    qtbot.addWidget(win)
-    win.show()
+    win = show_window(qtbot, ctx)
     open_library(qtbot, ctx, [photos])
     yield ctx, win, photos
     if win.controller.wizard is not None:
