@@ -16,36 +16,50 @@ log = logging.getLogger("cukd")
 
 
 class ProgressBar:
-    """A single-line terminal progress bar with rate and ETA (written to stderr)."""
+    """A single-line terminal progress bar with rate and ETA (written to stderr).
 
-    def __init__(self, stream=None, width: int = 30, min_interval: float = 0.2) -> None:
+    When the stream is not a terminal (a log file, CI), it writes one plain line per
+    ``log_interval`` seconds, per phase change and at the end, instead of redrawing a line.
+    """
+
+    def __init__(self, stream=None, width: int = 30, min_interval: float = 0.2,
+                 log_interval: float = 10.0) -> None:
         self.stream = stream or sys.stderr
         self.width = width
-        self.min_interval = min_interval
+        isatty = getattr(self.stream, "isatty", None)
+        self.tty = bool(isatty and isatty())
+        self.min_interval = min_interval if self.tty else log_interval
         self._last = 0.0
         self._label = ""
+        self._open = False
 
     def update(self, label: str, done: int, total: int, rate: float, eta: float | None,
                extra: str = "") -> None:
         now = time.monotonic()
-        if now - self._last < self.min_interval and done < total:
+        if now - self._last < self.min_interval and done < total and label == self._label:
             return
         self._last = now
-        if label != self._label and self._label:
+        if label != self._label and self._open:
             self.stream.write("\n")
+            self._open = False
         self._label = label
         frac = done / total if total else 1.0
         bar = "#" * int(frac * self.width) + "-" * (self.width - int(frac * self.width))
         eta_s = "--:--" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
-        self.stream.write(f"\r{label} [{bar}] {done}/{total} {rate:6.1f} img/s ETA {eta_s}"
-                          f" {extra}  ")
+        line = f"{label} [{bar}] {done}/{total} {rate:6.1f} img/s ETA {eta_s} {extra}"
+        if self.tty:
+            self.stream.write(f"\r{line}  ")
+            self._open = True
+        else:
+            self.stream.write(line.rstrip() + "\n")
         self.stream.flush()
 
     def close(self) -> None:
-        if self._label:
+        if self._open:
             self.stream.write("\n")
             self.stream.flush()
         self._label = ""
+        self._open = False
 
 
 # --------------------------------------------------------------------------- commands

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import torch
 
-from core.cli import main
+from core.cli import ProgressBar, main
 from core.models import list_students
 from core.models.mobilenet_v2 import MobileNetV2
 from tests.models_helpers import write_images
@@ -52,3 +53,28 @@ def test_distill_command_reports_missing_teacher_clearly(tmp_path, capsys) -> No
                "--teacher", "resnet50"])
     assert rc == 2
     assert "--teacher-weights" in capsys.readouterr().err
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_redraws_on_a_terminal_and_logs_plain_lines_elsewhere() -> None:
+    log = io.StringIO()
+    bar = ProgressBar(log, log_interval=3600)
+    for i in range(1, 501):
+        bar.update("features", i, 500, 100.0, (500 - i) / 100)
+    bar.update("train", 1, 10, 5.0, None)
+    bar.close()
+    lines = log.getvalue().splitlines()
+    # One line at the start, one at the end of the phase, one for the next phase; no redraws.
+    assert "\r" not in log.getvalue() and len(lines) == 3
+    assert lines[0].startswith("features") and "1/500" in lines[0]
+    assert "500/500" in lines[1] and lines[2].startswith("train")
+    tty = _Tty()
+    bar = ProgressBar(tty, min_interval=0.0)
+    for i in range(1, 4):
+        bar.update("features", i, 3, 10.0, 0.0)
+    bar.close()
+    assert tty.getvalue().count("\r") == 3 and tty.getvalue().endswith("\n")
