@@ -1087,6 +1087,8 @@ def write_md(d: dict, path: Path) -> None:
         lines += ["## Run", "", "Sizes: " + ", ".join(f"{k} {v}" for k, v in sz.items())
                   + " (0 = all). Wall time per part (s): "
                   + ", ".join(f"{k} {v}" for k, v in d["part_seconds"].items()) + ".", ""]
+    if d.get("analysis"):
+        lines += ["## Analysis", "", d["analysis"], ""]
     if d.get("errors"):
         lines += ["## Errors", ""] + [f"- {k}: {v.splitlines()[-1]}"
                                      for k, v in d["errors"].items()] + [""]
@@ -1154,9 +1156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = {"encoder": encoder, "teacher": TeacherFeatures(a.teacher, a.decode_threads),
            "sizes": sizes}
     d: dict[str, Any] = {}
-    if out.exists() and set(a.parts) != set(PARTS):
+    if out.exists():
         with contextlib.suppress(ValueError, OSError):
-            d = json.loads(out.read_text())
+            prev = json.loads(out.read_text())
+            # A full run starts afresh but keeps the hand-written analysis.
+            d = prev if set(a.parts) != set(PARTS) else {
+                k: prev[k] for k in ("analysis",) if k in prev}
     d.update({"model": model_info(a.model, encoder), "machine": machine_info(),
               "config": {"quick": a.quick, "sizes": sizes.__dict__, "parts": a.parts,
                          "teacher": a.teacher, "teacher_size": a.teacher_size,
