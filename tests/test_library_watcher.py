@@ -40,7 +40,8 @@ def test_watcher_events_reach_index(tmp_path, mode):
         make_image(51, (100, 80)).save(new)
         assert wait_until(lambda: (lib.catalog.get_file_by_path(new).width == 100
                                    and _indexed(lib, new) == fid))
-        assert (lib.index.reconstruct(fid) != old_code).any()
+        # The catalog (source of truth) commits first; the index follows within the batch.
+        assert wait_until(lambda: (lib.index.reconstruct(fid) != old_code).any())
         # moved/renamed: same row
         moved = photos / "sub" / "renamed.jpg"
         os.rename(new, moved)
