@@ -289,7 +289,7 @@ def distill(
     keys = [image_key(p) for p in paths]
     spec = {"teacher": getattr(teacher, "name", config.teacher), "dim": teacher_dim,
             "teacher_id": config.teacher, "size": config.input_size,
-            "augment": config.augment.to_dict(), "seed": config.seed, "view_seed": "content"}
+            "augment": config.augment.to_dict(), "seed": config.seed, "view_seed": "fingerprint"}
     cache_root = Path(cache_dir) if cache_dir else out_dir / "cache"
     if rank == 0:
         cache = ViewCache(cache_root, spec, keys, config.views, teacher_dim, config.input_size,

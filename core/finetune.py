@@ -476,7 +476,7 @@ def finetune(
     dim = student.feature_dim if head_mode else 1
     spec = {"purpose": "finetune", "size": size, "augment": cfg.augment.to_dict(),
             "seed": cfg.seed, "student": base_id if head_mode else None,
-            "pixels": not head_mode, "view_seed": "content"}
+            "pixels": not head_mode, "view_seed": "fingerprint"}
     cache_root = Path(cache_dir) if cache_dir else out_dir / "cache"
     keys = [image_key(p) for p in paths]
     vkeys = [image_key(p) for p in vpaths]

@@ -9,6 +9,8 @@ import os
 import torch
 import torch.distributed as dist
 
+from core.imageio import file_fingerprint
+
 __all__ = ["barrier", "cosine_lr", "dist_setup", "image_seed"]
 
 
@@ -33,16 +35,14 @@ def barrier(world: int) -> None:
 
 
 def image_seed(path: str | os.PathLike[str], seed: int) -> int:
-    """Per-image augmentation seed from the file's content, so a copy of the data set on
-    another machine or in another folder gets the same views (unreadable file: its path)."""
-    h = hashlib.sha1()
+    """Per-image augmentation seed from the file's content fingerprint
+    (:func:`core.imageio.file_fingerprint`), so a copy of the data set on another machine or
+    in another folder gets the same views (a file that cannot be read: its path)."""
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        digest = bytes.fromhex(file_fingerprint(path))
     except OSError:
-        h.update(os.fsencode(path))
-    return int.from_bytes(h.digest()[:4], "little") ^ seed
+        digest = hashlib.sha1(os.fsencode(path)).digest()
+    return int.from_bytes(digest[:4], "little") ^ seed
 
 
 def cosine_lr(step: int, total: int, warmup: int, base: float) -> float:
