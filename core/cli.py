@@ -102,17 +102,21 @@ def _cmd_models(a: argparse.Namespace) -> int:
 def _cmd_distill(a: argparse.Namespace) -> int:
     from core.data import list_images
     from core.distill import DistillConfig, distill, distill_within
+    from core.preprocess import AUGMENTS
 
     epochs = a.epochs or (1000 if a.budget else 20)
     cfg = DistillConfig(student=a.student, teacher=a.teacher, input_size=a.size,
                         epochs=epochs, batch_size=a.batch_size, lr=a.lr, views=a.views,
                         seed=a.seed, cache_pixels=not a.no_pixel_cache,
-                        cosine_weight=a.cosine_weight, decode_threads=a.workers)
+                        cosine_weight=a.cosine_weight, decode_threads=a.workers,
+                        teacher_size=a.teacher_size, init=str(a.init or ""),
+                        augment=AUGMENTS[a.augment](),
+                        warmup_epochs=1.0 if a.warmup is None else a.warmup)
     images = list_images(a.images)
     val = list_images(a.val) if a.val else None
     from core.models import create_teacher
 
-    teacher = create_teacher(a.teacher, a.teacher_weights, input_size=a.size,
+    teacher = create_teacher(a.teacher, a.teacher_weights, input_size=cfg.teacher_px,
                              verify=not a.no_verify_teacher)
     bar = ProgressBar()
 
@@ -158,7 +162,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--teacher-weights", type=Path, default=None)
     d.add_argument("--no-verify-teacher", action="store_true",
                    help="skip the sha256 check of known teacher files (custom weights)")
-    d.add_argument("--size", type=int, default=128)
+    d.add_argument("--size", type=int, default=128, help="the student's input size")
+    d.add_argument("--teacher-size", type=int, default=None, metavar="PX",
+                   help="the teacher sees each view at this size (default: --size)")
+    d.add_argument("--init", type=Path, default=None, metavar="MODEL",
+                   help="start from this model file's student (same --student) instead of "
+                        "random weights")
+    d.add_argument("--augment", choices=("strong", "light"), default="strong",
+                   help="view augmentations: strong (crops from 35%%, rotation, colour, "
+                        "grey) or light (crops from 60%%, flips, slight colour)")
+    d.add_argument("--warmup", type=float, default=None, metavar="EPOCHS",
+                   help="learning-rate warm-up epochs (default 1)")
     d.add_argument("--epochs", type=int, default=None,
                    help="epochs (default 20); with --budget, the most epochs to train")
     d.add_argument("--budget", type=float, default=None, metavar="SECONDS",

@@ -4,6 +4,11 @@ A student regresses (MSE) the pooled features of a frozen, never fine-tuned Imag
 on unlabelled images. The teacher's outputs for every (image, augmented view) are computed
 once into a :class:`~core.feature_cache.ViewCache`; epochs then cost only student passes.
 
+The teacher may see each view at a larger size than the student (``teacher_size``): the
+student then learns to predict, from its small input, what the teacher sees at full
+resolution. ``init`` starts from an already distilled student, which is how the shipped
+default model is finished (whole-photo views, teacher at 224 px, student at 160 px).
+
 Runs unchanged on one CPU, one GPU, or under ``torchrun --nproc_per_node=N``
 (DistributedDataParallel: gloo on CPU, nccl on GPU). ``batch_size`` is per process.
 """
@@ -25,7 +30,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from core.checkpoint import atomic_torch_save, save_student
+from core.checkpoint import CheckpointError, atomic_torch_save, load_student, save_student
 from core.data import ImageList
 from core.feature_cache import ViewCache, image_key
 from core.imageio import ImageLoadError, load_image
@@ -49,7 +54,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Hyper-parameters of step 1 (all saved in the checkpoint's provenance)."""
+    """Hyper-parameters of step 1 (all saved in the checkpoint's provenance).
+
+    ``teacher_size``: pixels the teacher sees of each view (``None``: ``input_size``).
+    ``init``: a model file whose student (same architecture) starts the training instead of
+    random weights (``""``: random).
+    """
 
     student: str = "cukd_mnv2_035t"
     teacher: str = "mobilenet_v2"
@@ -65,12 +75,21 @@ class DistillConfig:
     cache_pixels: bool = True
     decode_threads: int = 2
     cosine_weight: float = 0.0
+    teacher_size: int | None = None
+    init: str = ""
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.views < 1:
             raise ValueError("epochs, batch_size and views must be >= 1")
         if self.cosine_weight < 0:
             raise ValueError("cosine_weight must be >= 0")
+        if self.teacher_size is not None and self.teacher_size < 32:
+            raise ValueError(f"teacher_size must be >= 32, got {self.teacher_size}")
+
+    @property
+    def teacher_px(self) -> int:
+        """The teacher's input size."""
+        return self.teacher_size or self.input_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -122,13 +141,34 @@ class _DistillModel(nn.Module):
 
 
 def _load_views(path: Path, views: list[int], cfg: DistillConfig):
-    """Decode one image and render the requested views (runs in a worker thread)."""
+    """Decode one image and render the requested views (runs in a worker thread).
+
+    Returns ``([(student view, teacher view), ...], None)`` or ``(None, message)``; the two
+    views of a pair are the same crop, at ``input_size`` and at the teacher's size.
+    """
+    s, t = cfg.input_size, cfg.teacher_px
     try:
-        im = load_image(path, draft_size=cfg.input_size * 2)
+        im = load_image(path, draft_size=max(s, t) * 2)
     except ImageLoadError as exc:
         return None, str(exc)
     seed = image_seed(path, cfg.seed)
-    return [augment_view(im, cfg.input_size, cfg.augment, seed, v) for v in views], None
+    out = []
+    for v in views:
+        small = augment_view(im, s, cfg.augment, seed, v)
+        out.append((small, small if t == s else augment_view(im, t, cfg.augment, seed, v)))
+    return out, None
+
+
+def _initial_student(cfg: DistillConfig) -> Student:
+    """A random student, or ``cfg.init``'s weights at ``cfg.input_size``."""
+    student = create_student(cfg.student, cfg.input_size)
+    if cfg.init:
+        start, _ = load_student(cfg.init)
+        if start.arch != cfg.student:
+            raise CheckpointError(f"{cfg.init} holds a {start.arch} student, not "
+                                  f"{cfg.student}")
+        student.load_state_dict(start.state_dict())
+    return student
 
 
 def distill_loss(pred: torch.Tensor, target: torch.Tensor, cosine_weight: float = 0.0
@@ -157,11 +197,13 @@ def _resume_key(cfg: dict) -> dict:
 
 @torch.no_grad()
 def feature_cosine(student: nn.Module, teacher: nn.Module, images: torch.Tensor,
-                   batch_size: int = 128) -> np.ndarray:
+                   batch_size: int = 128, teacher_images: torch.Tensor | None = None
+                   ) -> np.ndarray:
     """Per-image cosine similarity between student and teacher features.
 
     Args:
         images: uint8 ``[N, 3, S, S]``.
+        teacher_images: the same images at the teacher's size (default ``images``).
     Returns:
         ``[N]`` float array. The student's mode is restored afterwards.
     """
@@ -171,7 +213,8 @@ def feature_cosine(student: nn.Module, teacher: nn.Module, images: torch.Tensor,
     out = []
     for i in range(0, len(images), batch_size):
         x = images[i:i + batch_size].to(dev)
-        out.append(F.cosine_similarity(student(x).float(), teacher(x).float(), dim=1).cpu())
+        xt = x if teacher_images is None else teacher_images[i:i + batch_size].to(dev)
+        out.append(F.cosine_similarity(student(x).float(), teacher(xt).float(), dim=1).cpu())
     student.train(was)
     return torch.cat(out).numpy()
 
@@ -190,15 +233,16 @@ def _fill_cache(cache: ViewCache, paths: Sequence[Path], rows: np.ndarray, teach
         return failed
     t0 = time.perf_counter()
     done = 0
-    pending: list[tuple[int, int, object]] = []
+    pending: list[tuple[int, int, tuple]] = []
 
     def flush_batch() -> None:
         if not pending:
             return
-        x = to_tensor([im for _, _, im in pending]).to(device)
+        x = to_tensor([pair[1] for _, _, pair in pending]).to(device)
         feats = teacher(x).float().cpu().numpy()
         counter[0] += 1
-        px = x.cpu().numpy() if cache.store_pixels else [None] * len(pending)
+        px = ([None] * len(pending) if not cache.store_pixels
+              else to_tensor([pair[0] for _, _, pair in pending]).numpy())
         for (r, v, _), f, p in zip(pending, feats, px, strict=True):
             cache.put(r, v, f, p)
         pending.clear()
@@ -282,7 +326,7 @@ def distill(
     torch.manual_seed(config.seed)
 
     if teacher is None:
-        teacher = create_teacher(config.teacher, teacher_weights, input_size=config.input_size)
+        teacher = create_teacher(config.teacher, teacher_weights, input_size=config.teacher_px)
     teacher = teacher.to(device).eval()
     teacher_dim = int(teacher.feature_dim)
 
@@ -290,6 +334,8 @@ def distill(
     spec = {"teacher": getattr(teacher, "name", config.teacher), "dim": teacher_dim,
             "teacher_id": config.teacher, "size": config.input_size,
             "augment": config.augment.to_dict(), "seed": config.seed, "view_seed": "fingerprint"}
+    if config.teacher_px != config.input_size:
+        spec["teacher_size"] = config.teacher_px
     cache_root = Path(cache_dir) if cache_dir else out_dir / "cache"
     if rank == 0:
         cache = ViewCache(cache_root, spec, keys, config.views, teacher_dim, config.input_size,
@@ -311,20 +357,23 @@ def distill(
     if len(usable) == 0:
         raise ValueError("none of the training images could be read")
 
-    val_x = None
+    val_x = val_xt = None
     if val_images is not None:
         vpaths = val_images.paths if isinstance(val_images, ImageList) else val_images
-        ims = []
+        pairs = []
         for p in vpaths:
-            try:
-                ims.append(load_image(p, draft_size=config.input_size * 2).resize(
-                    (config.input_size, config.input_size)))
-            except ImageLoadError as exc:
-                log.warning("validation image skipped: %s", exc)
-        val_x = to_tensor(ims) if ims else None
+            views, err = _load_views(Path(p), [0], config)
+            if views is None:
+                log.warning("validation image skipped: %s", err)
+            else:
+                pairs += views
+        if pairs:
+            val_x = to_tensor([s for s, _ in pairs])
+            val_xt = (None if config.teacher_px == config.input_size
+                      else to_tensor([t for _, t in pairs]))
 
     # ---- student
-    student = create_student(config.student, config.input_size)
+    student = _initial_student(config)
     model = _DistillModel(student, teacher_dim).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(usable) / world / config.batch_size)
@@ -372,7 +421,7 @@ def distill(
             rows, views = perm[sel], view_of[sel]
             feats, pix = cache.get(rows, views)
             if pix is None:
-                pix = to_tensor([_load_views(paths[r], [int(v)], config)[0][0]
+                pix = to_tensor([_load_views(paths[r], [int(v)], config)[0][0][0]
                                  for r, v in zip(rows, views, strict=True)]).numpy()
             x = torch.from_numpy(pix).to(device, non_blocking=True)
             y = torch.from_numpy(feats).to(device, non_blocking=True)
@@ -403,7 +452,8 @@ def distill(
         rec = {"epoch": epoch + 1, "loss": loss_sum / max(1, n_b),
                "seconds": time.perf_counter() - t_ep}
         if val_x is not None and rank == 0:
-            rec["val_cosine"] = float(feature_cosine(model, teacher, val_x).mean())
+            rec["val_cosine"] = float(feature_cosine(model, teacher, val_x,
+                                                     teacher_images=val_xt).mean())
         history.append(rec)
         log.info("epoch %d/%d loss %.4f%s", epoch + 1, config.epochs, rec["loss"],
                  f" val cosine {rec['val_cosine']:.4f}" if "val_cosine" in rec else "")
@@ -452,7 +502,7 @@ def distill_within(
     out_dir = Path(out_dir)
     cache_dir = Path(cache_dir) if cache_dir else out_dir / "cache"
     if teacher is None:
-        teacher = create_teacher(config.teacher, teacher_weights, input_size=config.input_size)
+        teacher = create_teacher(config.teacher, teacher_weights, input_size=config.teacher_px)
     kwargs.pop("resume", None)
     val = kwargs.pop("val_images", None)
     probe = distill(replace(config, epochs=1), images, out_dir / "probe", teacher=teacher,

@@ -117,6 +117,17 @@ class Augment:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def light(cls) -> Augment:
+        """Mild views for finishing a distilled student on whole photos: crops of 60–100 %
+        of the frame, flips and slight colour changes, no rotation or grey-scale. Near the
+        squash-resized whole frames the student sees at search time."""
+        return cls(scale=(0.6, 1.0), brightness=0.1, contrast=0.1, saturation=0.1,
+                   grayscale=0.0, rotate=0.0)
+
+
+AUGMENTS = {"strong": Augment, "light": Augment.light}
+
 
 def _random_resized_box(w: int, h: int, rng: random.Random, aug: Augment):
     area = w * h

@@ -7,6 +7,7 @@ import json
 
 import torch
 
+from core.checkpoint import load_student
 from core.cli import ProgressBar, main
 from core.models import list_students
 from core.models.mobilenet_v2 import MobileNetV2
@@ -45,6 +46,27 @@ def test_distill_command_writes_a_model(tmp_path, capsys) -> None:
     assert (tmp_path / "run" / "student.pt").exists()
     assert "model written to" in captured.out
     assert "ETA" in captured.err  # progress bar goes to stderr
+
+
+def test_distill_command_finishes_a_student_with_a_larger_teacher_input(tmp_path,
+                                                                       capsys) -> None:
+    write_images(tmp_path / "imgs", 12)
+    weights = tmp_path / "mnv2.pth"
+    torch.save(MobileNetV2().state_dict(), weights)
+    common = ["--teacher", "mobilenet_v2", "--teacher-weights", str(weights),
+              "--no-verify-teacher", "--size", "64", "--epochs", "1", "--batch-size", "6"]
+    assert main(["distill", str(tmp_path / "imgs"), "--out", str(tmp_path / "a"), *common,
+                 "--views", "1"]) == 0
+    rc = main(["distill", str(tmp_path / "imgs"), "--out", str(tmp_path / "b"), *common,
+               "--views", "2", "--init", str(tmp_path / "a" / "student.pt"),
+               "--teacher-size", "96", "--augment", "light", "--warmup", "0"])
+    assert rc == 0, capsys.readouterr().err
+    _, d = load_student(tmp_path / "b" / "student.pt")
+    cfg = d["provenance"]["config"]
+    assert cfg["teacher_size"] == 96 and cfg["input_size"] == 64
+    assert cfg["init"] == str(tmp_path / "a" / "student.pt")
+    assert cfg["augment"]["rotate"] == 0.0 and cfg["augment"]["scale"][0] == 0.6
+    assert cfg["warmup_epochs"] == 0.0
 
 
 def test_distill_command_reports_missing_teacher_clearly(tmp_path, capsys) -> None:

@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
 
-from core.checkpoint import load_student
+from core.checkpoint import CheckpointError, load_student
 from core.data import list_images
 from core.distill import DistillConfig, distill, distill_within
 from tests.models_helpers import CountingTeacher, write_images
@@ -117,6 +118,71 @@ def test_distillation_reduces_the_loss_and_records_provenance(tmp_path, images) 
     assert prov["config"]["views"] == 2 and d["teacher"] == "tiny"
 
 
+class SizeRecordingTeacher(CountingTeacher):
+    """Records the pixel sizes of the batches it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sizes: set[int] = set()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.sizes.add(int(x.shape[-1]))
+        return super().forward(x)
+
+
+def test_teacher_sees_views_at_its_own_size(tmp_path, images) -> None:
+    cfg = replace(CFG, epochs=1, teacher_size=96)
+    teacher = SizeRecordingTeacher()
+    res = distill(cfg, images, tmp_path / "run", teacher=teacher, val_images=images[:4])
+    assert teacher.sizes == {96}  # cache fill and validation cosine
+    assert "val_cosine" in res.history[0]
+    cache = next((tmp_path / "run" / "cache").rglob("*.json"), None)
+    assert cache is not None and '"teacher_size": 96' in cache.read_text()
+    student, d = load_student(res.model_path)
+    assert student.preprocess.input_size == 64  # the student keeps its own size
+    assert d["provenance"]["config"]["teacher_size"] == 96
+    # The same views at one size are another cache (not mixed with the 96 px features).
+    same = SizeRecordingTeacher()
+    distill(replace(CFG, epochs=1), images, tmp_path / "plain", teacher=same,
+            cache_dir=tmp_path / "run" / "cache")
+    assert same.sizes == {64} and same.calls > 0
+
+
+def test_init_starts_from_a_model_files_student(tmp_path, images) -> None:
+    first = distill(replace(CFG, epochs=1), images, tmp_path / "a", teacher=CountingTeacher())
+    start, _ = load_student(first.model_path)
+    # lr 0: the weights stay where init put them (BatchNorm statistics still move).
+    res = distill(replace(CFG, epochs=1, lr=0.0, init=str(first.model_path)), images,
+                  tmp_path / "b", teacher=CountingTeacher())
+    after, d = load_student(res.model_path)
+    weights = [k for k, v in start.state_dict().items() if v.is_floating_point()
+               and "running" not in k]
+    assert all(torch.equal(start.state_dict()[k], after.state_dict()[k]) for k in weights)
+    assert d["provenance"]["config"]["init"] == str(first.model_path)
+    fresh = distill(replace(CFG, epochs=1, lr=0.0, seed=1), images, tmp_path / "c",
+                    teacher=CountingTeacher())
+    other, _ = load_student(fresh.model_path)
+    assert not all(torch.equal(start.state_dict()[k], other.state_dict()[k]) for k in weights)
+    with pytest.raises(CheckpointError, match="not cukd_mnv2_035t"):
+        distill(replace(CFG, student="cukd_mnv2_035t", init=str(first.model_path)), images,
+                tmp_path / "d", teacher=CountingTeacher())
+
+
+def test_light_views_keep_most_of_the_frame_in_colour() -> None:
+    from PIL import Image, ImageStat
+
+    from core.preprocess import Augment, augment_view
+
+    im = Image.new("RGB", (200, 100), (200, 40, 40))
+    im.paste((40, 40, 200), (100, 0, 200, 100))  # left red, right blue
+    for v in range(1, 40):
+        view = augment_view(im, 64, Augment.light(), seed=3, view=v)
+        r, g, b = ImageStat.Stat(view).mean
+        assert abs(r - g) > 20 or abs(b - g) > 20  # never grey
+        # a crop of >= 60 % of the area cannot lose either half
+        assert min(r, b) > 45, (v, r, b)
+
+
 def test_no_images_is_an_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="no training images"):
         distill(CFG, [], tmp_path / "run", teacher=CountingTeacher())
@@ -181,3 +247,5 @@ def test_config_validation() -> None:
         DistillConfig(cosine_weight=-1)
     with pytest.raises(ValueError, match="epochs"):
         DistillConfig(epochs=0)
+    with pytest.raises(ValueError, match="teacher_size"):
+        DistillConfig(teacher_size=8)
