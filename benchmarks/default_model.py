@@ -53,9 +53,11 @@ Parts:
    train images (L2-normalised features, as ``fit_itq_head`` does); float-feature mAP@100
    (cosine) of each for context.
 3. ``throughput``: ``--throughput-images`` (1000) Imagenette val files, median of ``--reps``
-   (3) runs after a warm-up, page cache warm: end to end (decode with JPEG draft + squash
-   resize in ``--decode-threads`` threads + network; the student through
-   ``Encoder.encode_paths``, the teacher through the same ``iter_image_batches``) for the
+   (5) rounds after a warm-up (each round runs every model once, in turn), page cache warm,
+   BatchNorm folded into the convolutions in student and teacher alike: end to end (decode
+   with JPEG draft + squash resize in ``--decode-threads`` threads, overlapping the
+   network; the student through ``Encoder.encode_paths``, the teacher through the same
+   ``iter_image_batches``) for the
    student, the teacher at the student's input size and the teacher at its native 224 px;
    and network only (pre-decoded pixels, batches of 64).
 
@@ -126,7 +128,7 @@ class Sizes:
 
 
 FULL = Sizes(photos=0, distractors=FULL_DISTRACTORS, semantic_images=0, fit_images=5000,
-             throughput_images=1000, reps=3)
+             throughput_images=1000, reps=5)
 QUICK = Sizes(photos=30, distractors=500, semantic_images=300, fit_images=200,
               throughput_images=48, reps=3)
 
@@ -447,10 +449,12 @@ def cosine_map(q_feats: np.ndarray, db_feats: np.ndarray, q_labels: np.ndarray,
 
 
 def load_teacher(name: str, size: int) -> Any:
-    """A frozen teacher at ``size`` px."""
+    """A frozen teacher at ``size`` px, BatchNorm folded as the student's Encoder does (the
+    same inference optimisation on both sides of every comparison)."""
     from core.models import create_teacher
+    from core.models.fuse import fold_batchnorm
 
-    return create_teacher(name, input_size=size).eval()
+    return fold_batchnorm(create_teacher(name, input_size=size), inplace=True)
 
 
 def forward(model: Callable[[Any], Any], x: Any, batch_size: int = 64) -> np.ndarray:
@@ -841,16 +845,21 @@ def _warm_cache(paths: Sequence[Path]) -> None:
                 pass
 
 
-def _median_rate(fn: Callable[[], int], reps: int) -> tuple[float, list[float]]:
-    """Median images/s of ``fn`` (returns the number of images) over ``reps`` runs."""
-    rates, secs = [], []
+def _interleaved_rates(fns: dict[str, Callable[[], int]], reps: int
+                       ) -> dict[str, tuple[float, list[float]]]:
+    """Median images/s of each ``fn`` (returns the number of images) over ``reps`` rounds;
+    each round runs every ``fn`` once, in turn, so a slow spell of this shared machine
+    falls on all of them rather than on whichever ran then."""
+    rates: dict[str, list[float]] = {k: [] for k in fns}
+    secs: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
-        t0 = time.perf_counter()
-        n = fn()
-        dt = time.perf_counter() - t0
-        rates.append(n / dt)
-        secs.append(round(dt, 2))
-    return round(statistics.median(rates), 1), secs
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            n = fn()
+            dt = time.perf_counter() - t0
+            rates[k].append(n / dt)
+            secs[k].append(round(dt, 2))
+    return {k: (round(statistics.median(rates[k]), 1), secs[k]) for k in fns}
 
 
 def part_throughput(a: argparse.Namespace, ctx: dict) -> dict:
@@ -893,21 +902,21 @@ def part_throughput(a: argparse.Namespace, ctx: dict) -> dict:
         px_by_size[s] = torch.cat([px for _, px, _ in iter_image_batches(
             files, s, 64, a.decode_threads) if px is not None])
         forward(teachers[s], px_by_size[s][:16])
-    rate, secs = _median_rate(student_e2e, sizes.reps)
-    e2e["student"] = {"size": s_size, "images_per_s": rate, "runs_seconds": secs}
-    log.info("student end to end: %.1f images/s", rate)
-    for s in t_sizes:
-        rate, secs = _median_rate(teacher_e2e(s), sizes.reps)
-        e2e[f"teacher_{s}px"] = {"size": s, "images_per_s": rate, "runs_seconds": secs}
-        log.info("teacher %d px end to end: %.1f images/s", s, rate)
+    runs = _interleaved_rates({"student": student_e2e, **{f"teacher_{s}px": teacher_e2e(s)
+                                                          for s in t_sizes}}, sizes.reps)
+    for k, (rate, secs) in runs.items():
+        size = s_size if k == "student" else int(k[len("teacher_"):-2])
+        e2e[k] = {"size": size, "images_per_s": rate, "runs_seconds": secs}
+    log.info("end to end: %s", {k: v["images_per_s"] for k, v in e2e.items()})
 
     x = px_by_size[s_size]
-    rate, secs = _median_rate(lambda: len(encoder.encode_pixels(x)[0]), sizes.reps)
-    net["student"] = {"size": s_size, "images_per_s": rate, "runs_seconds": secs}
-    for s in t_sizes:
-        xs = px_by_size[s]
-        rate, secs = _median_rate(lambda xs=xs, s=s: len(forward(teachers[s], xs)), sizes.reps)
-        net[f"teacher_{s}px"] = {"size": s, "images_per_s": rate, "runs_seconds": secs}
+    runs = _interleaved_rates({"student": lambda: len(encoder.encode_pixels(x)[0]),
+                               **{f"teacher_{s}px": (lambda xs=px_by_size[s], s=s:
+                                                     len(forward(teachers[s], xs)))
+                                  for s in t_sizes}}, sizes.reps)
+    for k, (rate, secs) in runs.items():
+        size = s_size if k == "student" else int(k[len("teacher_"):-2])
+        net[k] = {"size": size, "images_per_s": rate, "runs_seconds": secs}
     log.info("network only: %s", {k: v["images_per_s"] for k, v in net.items()})
 
     def ratio(d: dict, size: int) -> float:
@@ -1068,8 +1077,10 @@ def write_md(d: dict, path: Path) -> None:
     if "throughput" in d:
         th = d["throughput"]
         lines += ["## 3. Encode throughput", "",
-                  f"{th['files']} Imagenette val files, median of {th['reps']} runs, page "
-                  f"cache warm; {th['decode_threads']} decoding threads, "
+                  f"{th['files']} Imagenette val files, median of {th['reps']} rounds (each "
+                  "round runs every model once, in turn), page cache warm; BatchNorm folded "
+                  f"into the convolutions in every network; {th['decode_threads']} decoding "
+                  "threads, "
                   f"{th['torch_threads']} torch threads. End to end = decode (JPEG draft) + "
                   "squash resize + network; network only = pre-decoded pixels, batches of 64.",
                   "", "| model | px | end to end images/s | network only images/s |",

@@ -227,12 +227,14 @@ class FeatureEncoder:
 
 def teacher_encoder(name: str, size: int, fit_paths: Sequence[Path], n_bits: int,
                     embed_dim: int, work: Path, threads: int) -> FeatureEncoder:
-    """The teacher pipeline: ``create_teacher`` features + PCA/ITQ + PCA embedding (cached)."""
+    """The teacher pipeline: ``create_teacher`` features + PCA/ITQ + PCA embedding (cached);
+    BatchNorm folded, as the student's Encoder does."""
     from core.encoder import iter_image_batches
     from core.itq import ITQModel, fit_itq, pca
     from core.models import create_teacher
+    from core.models.fuse import fold_batchnorm
 
-    teacher = create_teacher(name, input_size=size)
+    teacher = fold_batchnorm(create_teacher(name, input_size=size), inplace=True)
     cache = work / f"teacher-{name}-{size}px-{n_bits}b-{embed_dim}d-fit{len(fit_paths)}.npz"
     if cache.exists():
         z = np.load(cache)
