@@ -28,7 +28,7 @@ fi
 # (Run from WORK, as the ITQ step, so the provenance holds relative paths.)
 (cd "$WORK" && "$CUKD" distill imagenette/train --out kd224 --init kd/student.pt \
   --student cukd_mnv2_035t --teacher mobilenet_v2 --size 160 --teacher-size 224 \
-  --augment light --views 4 --epochs 8 --warmup 0.5 --batch-size 128 --lr 3e-4 \
+  --augment light --views 4 --epochs 20 --warmup 0.5 --batch-size 128 --lr 3e-4 \
   --cosine-weight 1.0 --seed 0 --workers "$(nproc)")
 # Unsupervised 64-bit PCA+ITQ hash head and a 256-d PCA embedding for re-ranking, fitted on
 # the full-size training photos.
