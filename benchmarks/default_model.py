@@ -902,11 +902,11 @@ def part_throughput(a: argparse.Namespace, ctx: dict) -> dict:
         px_by_size[s] = torch.cat([px for _, px, _ in iter_image_batches(
             files, s, 64, a.decode_threads) if px is not None])
         forward(teachers[s], px_by_size[s][:16])
+    size_of = {"student": s_size, **{f"teacher_{s}px": s for s in t_sizes}}
     runs = _interleaved_rates({"student": student_e2e, **{f"teacher_{s}px": teacher_e2e(s)
                                                           for s in t_sizes}}, sizes.reps)
     for k, (rate, secs) in runs.items():
-        size = s_size if k == "student" else int(k[len("teacher_"):-2])
-        e2e[k] = {"size": size, "images_per_s": rate, "runs_seconds": secs}
+        e2e[k] = {"size": size_of[k], "images_per_s": rate, "runs_seconds": secs}
     log.info("end to end: %s", {k: v["images_per_s"] for k, v in e2e.items()})
 
     x = px_by_size[s_size]
@@ -915,8 +915,7 @@ def part_throughput(a: argparse.Namespace, ctx: dict) -> dict:
                                                      len(forward(teachers[s], xs)))
                                   for s in t_sizes}}, sizes.reps)
     for k, (rate, secs) in runs.items():
-        size = s_size if k == "student" else int(k[len("teacher_"):-2])
-        net[k] = {"size": size, "images_per_s": rate, "runs_seconds": secs}
+        net[k] = {"size": size_of[k], "images_per_s": rate, "runs_seconds": secs}
     log.info("network only: %s", {k: v["images_per_s"] for k, v in net.items()})
 
     def ratio(d: dict, size: int) -> float:

@@ -68,9 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     def prep(f: np.ndarray) -> torch.Tensor:
         return F.normalize(torch.from_numpy(f).float(), dim=1)
 
-    xt, xv = prep(ft), prep(fv)
-    mu, sd = xt.mean(0), xt.std(0) + 1e-3
-    xt, xv = (xt - mu) / sd, (xv - mu) / sd
+    nt, nv = prep(ft), prep(fv)
+    mu, sd = nt.mean(0), nt.std(0) + 1e-3
+    xt, xv = (nt - mu) / sd, (nv - mu) / sd
     res: dict = {"model": a.model.name, "model_id": enc.model_id, "n_train": len(yt),
                  "n_val": len(yv), "classes": n_classes, "logistic": {}}
     @torch.no_grad()
@@ -84,7 +84,6 @@ def main(argv: list[str] | None = None) -> int:
                                   nn.Dropout(0.3), nn.Linear(512, n_classes)), xt, yt, 1e-4)
     res["mlp_512"] = acc(mlp)
     with torch.no_grad():
-        nt, nv = prep(ft), prep(fv)
         idx = (nv @ nt.T).topk(a.k, dim=1).indices
         res[f"knn{a.k}"] = round(float((torch.mode(yt[idx], dim=1).values == yv).float()
                                        .mean()), 4)

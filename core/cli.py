@@ -111,7 +111,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
                         cosine_weight=a.cosine_weight, decode_threads=a.workers,
                         teacher_size=a.teacher_size, init=str(a.init or ""),
                         augment=AUGMENTS[a.augment](),
-                        warmup_epochs=1.0 if a.warmup is None else a.warmup)
+                        warmup_epochs=a.warmup)
     images = list_images(a.images)
     val = list_images(a.val) if a.val else None
     from core.models import create_teacher
@@ -171,7 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--augment", choices=("strong", "light"), default="strong",
                    help="view augmentations: strong (crops from 35%%, rotation, colour, "
                         "grey) or light (crops from 60%%, flips, slight colour)")
-    d.add_argument("--warmup", type=float, default=None, metavar="EPOCHS",
+    d.add_argument("--warmup", type=float, default=1.0, metavar="EPOCHS",
                    help="learning-rate warm-up epochs (default 1)")
     d.add_argument("--epochs", type=int, default=None,
                    help="epochs (default 20); with --budget, the most epochs to train")

@@ -238,11 +238,15 @@ def _fill_cache(cache: ViewCache, paths: Sequence[Path], rows: np.ndarray, teach
     def flush_batch() -> None:
         if not pending:
             return
-        x = to_tensor([pair[1] for _, _, pair in pending]).to(device)
-        feats = teacher(x).float().cpu().numpy()
+        x = to_tensor([pair[1] for _, _, pair in pending])
+        feats = teacher(x.to(device)).float().cpu().numpy()
         counter[0] += 1
-        px = ([None] * len(pending) if not cache.store_pixels
-              else to_tensor([pair[0] for _, _, pair in pending]).numpy())
+        if not cache.store_pixels:
+            px = [None] * len(pending)
+        elif cfg.teacher_px == cfg.input_size:  # the pairs hold one image twice
+            px = x.numpy()
+        else:
+            px = to_tensor([pair[0] for _, _, pair in pending]).numpy()
         for (r, v, _), f, p in zip(pending, feats, px, strict=True):
             cache.put(r, v, f, p)
         pending.clear()
