@@ -193,6 +193,10 @@ class Encoder:
                                   f"student gives {student.feature_dim}")
         self.head_spec = head_spec
         self.normalize = bool(head_spec.get("normalize", False))
+        ndc = head_spec.get("near_duplicate_cosine")
+        #: Cosine of two embeddings above which the library calls them near-duplicates,
+        #: calibrated when the head was made (None: the library's fallback).
+        self.near_duplicate_cosine = float(ndc) if ndc is not None else None
         self.model_id = model_id
         self.n_bits = self.head.n_bits
         self.input_size = int(student.preprocess.input_size)

@@ -51,6 +51,7 @@ from core.feature_cache import ViewCache, image_key
 from core.hash_head import HashHead, pack_codes
 from core.imageio import ImageLoadError, load_image
 from core.itq import fit_itq, pca, quantization_error
+from core.library.search import calibrate_near_duplicate_cosine
 from core.losses import CSQLoss, DCHLoss
 from core.models.students import Student
 from core.preprocess import Augment, augment_view, to_tensor
@@ -288,6 +289,16 @@ def _features(student: nn.Module, x: torch.Tensor, device: torch.device,
            for i in range(0, len(x), batch_size)]
     student.train(was)
     return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def _near_duplicate_cosine(features: np.ndarray, embedding: dict | None) -> float:
+    """Calibrated near-duplicate cosine of the re-ranking embeddings of ``features`` (the
+    encoder's formula: L2-normalise, then the optional PCA, then L2-normalise)."""
+    f = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    if embedding is not None:
+        f = (f - embedding["mean"].numpy()) @ embedding["projection"].numpy()
+        f /= np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12)
+    return calibrate_near_duplicate_cosine(f)
 
 
 def _embedding_pca(features: np.ndarray, dim: int) -> dict | None:
@@ -739,6 +750,7 @@ def finetune(
             "centre_kind": crit.centre_kind if isinstance(crit, CSQLoss) else None,
             "loss": cfg.loss, "embedding": _embedding_pca(fd, cfg.embed_dim),
         }
+        hash_head["near_duplicate_cosine"] = _near_duplicate_cosine(fd, hash_head["embedding"])
         model_path = out_dir / model_name
         for p in student.parameters():
             p.requires_grad_(True)
@@ -865,6 +877,7 @@ def fit_itq_head(
                  "state": itq.to_state(), "normalize": True, "batch_norm": False,
                  "centres": None, "centre_kind": None, "loss": None,
                  "embedding": _embedding_pca(f, embed_dim)}
+    hash_head["near_duplicate_cosine"] = _near_duplicate_cosine(f, hash_head["embedding"])
     out_path = Path(out_path)
     save_student(out_path, student.cpu().eval(), teacher=base.get("teacher"),
                  hash_head=hash_head, provenance={

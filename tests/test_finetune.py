@@ -29,6 +29,7 @@ from core.finetune import (
     split_train_val,
     trainable_blocks,
 )
+from core.library.search import calibrate_near_duplicate_cosine
 from core.models import create_student
 from core.preprocess import to_tensor
 
@@ -169,6 +170,10 @@ def test_finetune_learns_separable_classes(tree: Path, base_model: Path, tmp_pat
     enc = Encoder.from_file(res.model_path)
     ev = evaluate_model(enc, val, train)
     assert ev is not None and ev.map == pytest.approx(res.best_val_map, abs=0.1)
+    # its near-duplicate cosine is calibrated on the training photos' own embeddings
+    emb = enc.encode_paths(train.paths).embeddings
+    assert enc.near_duplicate_cosine == pytest.approx(
+        calibrate_near_duplicate_cosine(emb), abs=1e-3)
 
 
 def test_full_mode_and_scratch_student_run(tree: Path, tmp_path: Path) -> None:
@@ -255,7 +260,13 @@ def test_fit_itq_head(tree: Path, base_model: Path, tmp_path: Path) -> None:
     assert d["provenance"]["step"] == "itq"
     enc = Encoder.from_file(out)
     assert enc.n_bits == 32 and enc.embed_dim == 8
-    codes = enc.encode_paths(images.paths).codes
+    encoded = enc.encode_paths(images.paths)
+    codes = encoded.codes
+    # near-duplicate cosine calibrated on the fitting photos, within the clip range
+    assert d["hash_head"]["near_duplicate_cosine"] == enc.near_duplicate_cosine
+    assert enc.near_duplicate_cosine == pytest.approx(
+        calibrate_near_duplicate_cosine(encoded.embeddings), abs=1e-3)
+    assert 0.95 <= enc.near_duplicate_cosine <= 0.99
     bits = np.unpackbits(codes, axis=1)
     # PCA-ITQ bits are roughly balanced on the data they were fitted on
     assert 0.2 < bits.mean() < 0.8

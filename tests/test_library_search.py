@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import threading
 from dataclasses import replace
@@ -12,7 +13,14 @@ from PIL import Image
 
 from core.imageio import ImageLoadError
 from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
-from core.library.search import SearchHit, TierThresholds, hamming_matrix, order_hits
+from core.library.search import (
+    SearchHit,
+    TierThresholds,
+    calibrate_near_duplicate_cosine,
+    complete_linkage,
+    hamming_matrix,
+    order_hits,
+)
 from core.library.testing import TinyEncoder
 from tests.library_helpers import make_image, make_tree, open_library, write_image
 
@@ -115,6 +123,111 @@ def test_find_duplicates(setup):
     groups = lib.duplicates()
     pair = next(g for g in groups if any("lonely" in f.path for f in g.files))
     assert pair.tier == "identical" and len(pair.files) == 2
+
+
+def test_complete_linkage_splits_chains_and_keeps_cliques():
+    # A chain 1-2-3-4-5 where only neighbours are compatible: no group may hold 1 and 3.
+    chain = [(0.99, 1, 2), (0.98, 2, 3), (0.97, 3, 4), (0.96, 4, 5)]
+
+    def neighbours_only(ja, jb):
+        return all(abs(a - b) <= 1 for a in ja for b in jb)
+
+    assert complete_linkage([1, 2, 3, 4, 5], chain, neighbours_only) == [[1, 2], [3, 4]]
+    # The strongest edge wins: 3-4 is stronger than 2-3, so 2 pairs with 1 and 3 with 4.
+    stronger = [(0.9, 1, 2), (0.95, 2, 3), (0.99, 3, 4)]
+    assert complete_linkage([1, 2, 3, 4], stronger, neighbours_only) == [[1, 2], [3, 4]]
+    # When everything is mutually compatible the chain is one group.
+    assert complete_linkage([1, 2, 3, 4, 5], chain, lambda ja, jb: True) == [[1, 2, 3, 4, 5]]
+
+
+def test_find_duplicates_does_not_chain_a_panning_burst(tmp_path):
+    # Eight frames of a slow pan: each is a near-duplicate of the next, the first and the
+    # last share little. Linking pairs alone put all eight in one group.
+    photos = tmp_path / "photos"
+    make_tree(photos, 10)
+    rng = np.random.default_rng(7)
+    wide = Image.fromarray(rng.integers(0, 256, (3, 12, 3), dtype=np.uint8)).resize(
+        (960, 120), Image.Resampling.BICUBIC)
+    for i in range(8):
+        wide.crop((8 * i, 0, 8 * i + 160, 120)).save(photos / f"pan{i}.png")
+    lib = open_library(tmp_path / "lib")
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        t = TierThresholds()
+        ids = {lib.catalog.get_file_by_path(photos / f"pan{i}.png").id: i for i in range(8)}
+        e_ids, embs = lib.catalog.all_embeddings(lib.encoder.model_id)
+        emb = {int(i): embs[j] for j, i in enumerate(e_ids)}
+
+        def compatible(a, b):
+            ra, rb = lib.catalog.get_file(a), lib.catalog.get_file(b)
+            return (bin(ra.phash ^ rb.phash).count("1") <= t.near_duplicate_phash
+                    or float(emb[a] @ emb[b]) >= t.near_duplicate_cosine)
+
+        pan = sorted(ids, key=ids.get)
+        assert all(compatible(a, b) for a, b in itertools.pairwise(pan))  # a chain
+        assert not compatible(pan[0], pan[-1])
+        groups = [[f.id for f in g.files] for g in lib.duplicates()]
+        pan_groups = [[ids[i] for i in g if i in ids] for g in groups if set(g) & set(ids)]
+        assert len(pan_groups) >= 2
+        assert sum(len(g) for g in pan_groups) >= 6  # most frames still have their twins
+        for g in groups:  # every two files of a group are near-duplicates of each other
+            assert all(compatible(a, b) for a in g for b in g if a < b), g
+    finally:
+        lib.close()
+
+
+def test_calibrate_near_duplicate_cosine():
+    rng = np.random.default_rng(0)
+
+    def unit(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    # Unrelated photos: nobody is close, the floor applies.
+    assert calibrate_near_duplicate_cosine(unit(rng.standard_normal((300, 64)))) == 0.95
+    # Pairs of different photos at cosine 0.97 (one subject, two shots): the threshold
+    # rises above them, so they are not called near-duplicates.
+    base = unit(rng.standard_normal((150, 64)))
+    ortho = rng.standard_normal((150, 64))
+    ortho = unit(ortho - (ortho * base).sum(1, keepdims=True) * base)
+    twins = 0.97 * base + np.sqrt(1 - 0.97**2) * ortho
+    value = calibrate_near_duplicate_cosine(np.concatenate([base, twins]))
+    assert 0.969 < value < 0.972
+    # ... but never above the cap, and a huge false rate gives a lower quantile.
+    assert calibrate_near_duplicate_cosine(np.concatenate([base, base])) == 0.99
+    assert calibrate_near_duplicate_cosine(np.concatenate([base, base]), cap=1.0) > 0.999
+    assert calibrate_near_duplicate_cosine(base[:1]) == 0.95
+
+
+@pytest.mark.parametrize("calibrated", [None, 0.999])
+def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_path, calibrated):
+    # A 5 % crop: pHash too far for a near-duplicate, cosine 0.98 under the test encoder.
+    photos = tmp_path / "photos"
+    make_tree(photos, 6, start_seed=100)
+    im = make_image(9, (160, 120))
+    im.save(photos / "full.png")
+    im.crop((8, 6, 152, 114)).save(photos / "crop.png")
+    encoder = TinyEncoder(near_duplicate_cosine=calibrated)
+    lib = open_library(tmp_path / "lib", encoder)
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        crop = lib.catalog.get_file_by_path(photos / "crop.png")
+        full = lib.catalog.get_file_by_path(photos / "full.png")
+        assert bin(crop.phash ^ full.phash).count("1") > TierThresholds().near_duplicate_phash
+        hit = next(h for h in lib.search(photos / "full.png", k=5) if h.file_id == crop.id)
+        grouped = any({crop.id, full.id} <= {f.id for f in g.files} for g in lib.duplicates())
+        if calibrated is None:  # the fallback 0.95
+            assert hit.score >= 0.95 and hit.tier == "near_duplicate" and grouped
+        else:
+            assert hit.score < calibrated and hit.tier == "similar" and not grouped
+            # A user who fixed the threshold keeps it.
+            lib.config = replace(lib.config, search=replace(
+                lib.config.search, thresholds=TierThresholds(model_calibrated=False)))
+            hit = next(h for h in lib.search(photos / "full.png", k=5) if h.file_id == crop.id)
+            assert hit.tier == "near_duplicate"
+    finally:
+        lib.close()
 
 
 def test_model_change_reencodes_in_background_and_swaps(tmp_path):

@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from PIL import Image
@@ -389,14 +389,17 @@ class Library:
                           decode_size=self._scanner.decode_size, robust=robust)
         return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
                           code_index=index, phash_index=self.phash_index, k=k, radius=radius,
-                          config=self.config.search, embeddings=store)
+                          config=replace(self.config.search,
+                                         thresholds=self.config.search.thresholds.for_encoder(
+                                             encoder)),
+                          embeddings=store)
 
     def duplicates(self) -> list[DuplicateGroup]:
         """Groups of identical / near-duplicate files over the whole library."""
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
-                               thresholds=self.config.search.thresholds)
+                               thresholds=self.config.search.thresholds.for_encoder(encoder))
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:

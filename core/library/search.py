@@ -14,8 +14,9 @@ Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
   (either orientation) with pHash distance ``<= identical_phash`` (0) and cosine
   ``>= identical_cosine`` (0.995): the same picture re-saved or with edited metadata.
 - ``near_duplicate``: pHash distance ``<= near_duplicate_phash`` (10 of 64 bits: resize,
-  recompression, mild colour edits), or cosine ``>= near_duplicate_cosine`` (0.95: crops,
-  borders and rotations, where pHash fails).
+  recompression, mild colour edits), or cosine ``>= near_duplicate_cosine`` (crops,
+  borders and rotations, where pHash fails; calibrated per model, 0.95 for models without a
+  calibration).
 - ``similar``: everything else among the candidates.
 
 Results are ordered by tier, then pHash-vouched before cosine-only matches, then cosine,
@@ -32,8 +33,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -52,6 +53,8 @@ __all__ = [
     "SearchConfig",
     "SearchHit",
     "TierThresholds",
+    "calibrate_near_duplicate_cosine",
+    "complete_linkage",
     "find_duplicates",
     "hamming_matrix",
     "order_hits",
@@ -74,12 +77,57 @@ _ORIENTATIONS: tuple[Image.Transpose | None, ...] = (
 
 @dataclass(frozen=True)
 class TierThresholds:
-    """Tier boundaries; see the module docstring."""
+    """Tier boundaries; see the module docstring.
+
+    ``near_duplicate_cosine`` is the fallback for models that carry no calibrated value:
+    with ``model_calibrated`` (the default) a model's own ``near_duplicate_cosine`` (see
+    :func:`calibrate_near_duplicate_cosine`) replaces it, since how close two different
+    photos of one subject come depends on the model.
+    """
 
     identical_phash: int = 0
     identical_cosine: float = 0.995
     near_duplicate_phash: int = 10
     near_duplicate_cosine: float = 0.95
+    model_calibrated: bool = True
+
+    def for_encoder(self, encoder: object) -> TierThresholds:
+        """These thresholds with the encoder's calibrated near-duplicate cosine, if any."""
+        value = getattr(encoder, "near_duplicate_cosine", None)
+        if not self.model_calibrated or value is None:
+            return self
+        return replace(self, near_duplicate_cosine=float(value))
+
+
+#: Share of distinct photos allowed a cosine-only "near-duplicate" among the calibration set.
+CALIBRATION_FALSE_RATE = 0.01
+
+
+def calibrate_near_duplicate_cosine(
+    embeddings: np.ndarray, *, false_rate: float = CALIBRATION_FALSE_RATE,
+    floor: float = 0.95, cap: float = 0.99, max_images: int = 10_000, chunk: int = 1024,
+) -> float:
+    """The cosine above which two embeddings count as near-duplicates, for one model.
+
+    Calibrated on a set of (mostly) different photos, such as the images a hash head was
+    fitted on: the ``1 - false_rate`` quantile of each photo's nearest-neighbour cosine, so
+    that about ``false_rate`` of distinct photos would get a false near-duplicate, clipped
+    to ``[floor, cap]``. Semantic embeddings put different photos of one subject close
+    together (with the default model 10 % of Imagenette val photos have a neighbour above
+    0.95), so a fixed threshold flags them as duplicates.
+
+    Args:
+        embeddings: float ``[N, E]`` L2-normalised embeddings (the first ``max_images``).
+    """
+    e = np.asarray(embeddings, dtype=np.float32)[:max_images]
+    if len(e) < 2:
+        return floor
+    top = np.empty(len(e), dtype=np.float32)
+    for s in range(0, len(e), chunk):
+        sim = e[s:s + chunk] @ e.T
+        sim[np.arange(len(sim)), np.arange(s, s + len(sim))] = -np.inf
+        top[s:s + len(sim)] = sim.max(axis=1)
+    return min(max(float(np.quantile(top, 1.0 - false_rate)), floor), cap)
 
 
 @dataclass(frozen=True)
@@ -405,6 +453,38 @@ def run_search(
     return order_hits(hits, t, query.dims, config.near_tie)[:k]
 
 
+def complete_linkage(members: Sequence[int], edges: Sequence[tuple[float, int, int]],
+                     compatible: Callable[[list[int], list[int]], bool]) -> list[list[int]]:
+    """Groups of ``members`` in which *every* pair is compatible (complete linkage).
+
+    Linking files one pair at a time chains look-alikes: in a panning burst each frame is a
+    near-duplicate of the next, so one connected component would hold the first and the last
+    frame although they share little. Here the strongest edges merge first, and two groups
+    merge only when every file of one is compatible with every file of the other.
+
+    Args:
+        members: file ids (their order indexes ``compatible``).
+        edges: ``(strength, a, b)`` links between members; stronger merges first.
+        compatible: ``compatible(ja, jb)``: whether every member at the positions ``ja``
+            may share a group with every member at the positions ``jb``.
+
+    Returns:
+        Groups of at least two members, each sorted by position in ``members``.
+    """
+    pos = {m: j for j, m in enumerate(members)}
+    group_of = list(range(len(members)))
+    groups: dict[int, list[int]] = {j: [j] for j in range(len(members))}
+    for _, a, b in sorted(edges, key=lambda e: (-e[0], e[1], e[2])):
+        ga, gb = group_of[pos[a]], group_of[pos[b]]
+        if ga == gb or not compatible(groups[ga], groups[gb]):
+            continue
+        keep, gone = min(ga, gb), max(ga, gb)
+        for j in groups[gone]:
+            group_of[j] = keep
+        groups[keep] = sorted(groups[keep] + groups.pop(gone))
+    return [[members[j] for j in g] for g in groups.values() if len(g) >= 2]
+
+
 def find_duplicates(
     *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, thresholds: TierThresholds = TierThresholds(),
@@ -412,13 +492,16 @@ def find_duplicates(
 ) -> list[DuplicateGroup]:
     """Group the whole library into sets of identical / near-duplicate files.
 
-    Two files are linked when their pHash distance is ``<= near_duplicate_phash``, or when
-    one is among the other's ``neighbours`` nearest codes and their embedding cosine is
-    ``>= near_duplicate_cosine``. Groups are connected components of the links; a group is
-    ``identical`` if all its files share one fingerprint, or one pixel size and pHash
-    distance ``<= identical_phash`` to the first, else ``near_duplicate``.
+    Two files are *compatible* when their pHash distance is ``<= near_duplicate_phash`` or
+    their embedding cosine is ``>= near_duplicate_cosine``. Candidate links come from the
+    pHash index (range search) and from each file's ``neighbours`` nearest codes; groups are
+    built from the links by :func:`complete_linkage`, so every two files of a group are
+    compatible (no chains of look-alikes). A group is ``identical`` if all its files share
+    one fingerprint, or one pixel size and pHash distance ``<= identical_phash`` to the
+    first, else ``near_duplicate``.
     """
     parent: dict[int, int] = {}
+    edges: dict[tuple[int, int], float] = {}
 
     def find(x: int) -> int:
         while parent.get(x, x) != x:
@@ -426,7 +509,9 @@ def find_duplicates(
             x = parent[x]
         return x
 
-    def union(a: int, b: int) -> None:
+    def link(a: int, b: int, strength: float) -> None:
+        key = (min(a, b), max(a, b))
+        edges[key] = max(strength, edges.get(key, -math.inf))
         ra, rb = find(a), find(b)
         parent.setdefault(ra, ra)
         parent.setdefault(rb, rb)
@@ -437,15 +522,15 @@ def find_duplicates(
     if phash_index is not None and len(ph_ids):
         for s in range(0, len(ph_ids), chunk):
             q = phash_codes(phs[s:s + chunk].tolist())
-            for qi, (_, ids) in enumerate(phash_index.range_search(
+            for qi, (dists, ids) in enumerate(phash_index.range_search(
                     q, thresholds.near_duplicate_phash)):
                 a = int(ph_ids[s + qi])
-                for b in ids:
+                for d, b in zip(dists, ids, strict=True):
                     if int(b) != a:
-                        union(a, int(b))
+                        link(a, int(b), 1.0 - int(d) / 64.0)
     e_ids, embs = catalog.all_embeddings(model_id)
+    pos = {int(i): j for j, i in enumerate(e_ids)}
     if len(e_ids) > 1:
-        pos = {int(i): j for j, i in enumerate(e_ids)}
         for s in range(0, len(e_ids), chunk):
             part = e_ids[s:s + chunk]
             codes = np.stack([code_index.reconstruct(int(i)) for i in part])
@@ -457,26 +542,62 @@ def find_duplicates(
                     b = int(b)
                     if b < 0 or b == a or b not in pos:
                         continue
-                    if float(ea @ embs[pos[b]]) >= thresholds.near_duplicate_cosine:
-                        union(a, b)
-    groups: dict[int, list[int]] = {}
+                    cos = float(ea @ embs[pos[b]])
+                    if cos >= thresholds.near_duplicate_cosine:
+                        link(a, b, cos)
+    components: dict[int, list[int]] = {}
     for x in list(parent):
-        groups.setdefault(find(x), []).append(x)
+        components.setdefault(find(x), []).append(x)
+    component_edges: dict[int, list[tuple[float, int, int]]] = {}
+    for (a, b), strength in edges.items():
+        component_edges.setdefault(find(a), []).append((strength, a, b))
+    ph_of = dict(zip(ph_ids.tolist(), phs.tolist(), strict=True))
     out = []
-    for members in groups.values():
-        if len(members) < 2:
-            continue
-        recs = [r for r in (catalog.get_file(i) for i in sorted(members)) if r is not None]
-        if len(recs) < 2:
-            continue
-        first = recs[0]
-        same_fp = all(r.fingerprint == first.fingerprint and r.size == first.size
-                      for r in recs)
-        same_ph = first.phash is not None and all(
-            r.phash is not None and _phash_dist(r.phash, first.phash)
-            <= thresholds.identical_phash and (r.width, r.height) == (first.width, first.height)
-            for r in recs)
-        out.append(DuplicateGroup("identical" if same_fp or same_ph else "near_duplicate",
-                                  tuple(recs)))
+    for root, members in components.items():
+        members = sorted(members)
+        compatible = _Compatibility(members, ph_of, pos, embs, thresholds)
+        for group in complete_linkage(members, component_edges.get(root, []), compatible):
+            recs = [r for r in (catalog.get_file(i) for i in group) if r is not None]
+            if len(recs) < 2:
+                continue
+            first = recs[0]
+            same_fp = all(r.fingerprint == first.fingerprint and r.size == first.size
+                          for r in recs)
+            same_ph = first.phash is not None and all(
+                r.phash is not None and _phash_dist(r.phash, first.phash)
+                <= thresholds.identical_phash
+                and (r.width, r.height) == (first.width, first.height) for r in recs)
+            out.append(DuplicateGroup("identical" if same_fp or same_ph else "near_duplicate",
+                                      tuple(recs)))
     out.sort(key=lambda g: (-len(g.files), g.files[0].path))
     return out
+
+
+class _Compatibility:
+    """``compatible(ja, jb)`` for :func:`complete_linkage` over one component's members:
+    pHash distance ``<= near_duplicate_phash`` or embedding cosine ``>= near_duplicate_cosine``
+    for every pair (each measure where both files have one). Computed per check, so a large
+    component never needs an ``n x n`` matrix."""
+
+    def __init__(self, members: Sequence[int], ph_of: dict[int, int], pos: dict[int, int],
+                 embs: np.ndarray, thresholds: TierThresholds) -> None:
+        self.t = thresholds
+        self.has_ph = np.array([m in ph_of for m in members], dtype=bool)
+        self.ph = phash_codes([ph_of.get(m, 0) for m in members])
+        self.has_emb = np.array([m in pos for m in members], dtype=bool)
+        dim = embs.shape[1] if embs.ndim == 2 else 0
+        self.emb = (embs[[pos[m] for m in members if m in pos]] if self.has_emb.any()
+                    else np.zeros((0, dim), np.float32))
+        self.row = np.cumsum(self.has_emb) - 1  # member position -> row of self.emb
+
+    def __call__(self, ja: list[int], jb: list[int]) -> bool:
+        a, b = np.asarray(ja), np.asarray(jb)
+        ok = (hamming_matrix(self.ph[a], self.ph[b]) <= self.t.near_duplicate_phash) & (
+            self.has_ph[a][:, None] & self.has_ph[b][None, :])
+        if ok.all():
+            return True
+        ea, eb = self.has_emb[a], self.has_emb[b]
+        cos = np.full(ok.shape, -1.0, dtype=np.float32)
+        if ea.any() and eb.any():
+            cos[np.ix_(ea, eb)] = self.emb[self.row[a[ea]]] @ self.emb[self.row[b[eb]]].T
+        return bool((ok | (cos >= self.t.near_duplicate_cosine)).all())

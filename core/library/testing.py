@@ -25,18 +25,21 @@ class TinyEncoder:
         embed_dim: embedding size.
         seed: projection seed; part of ``model_id`` so two seeds are two models.
         delay_s: artificial seconds per ``encode`` call (to test cancellation and kills).
+        near_duplicate_cosine: the model's calibrated near-duplicate cosine (``None``: none).
     """
 
     input_size = 32
 
     def __init__(
-        self, n_bits: int = 64, embed_dim: int = 32, seed: int = 0, delay_s: float = 0.0
+        self, n_bits: int = 64, embed_dim: int = 32, seed: int = 0, delay_s: float = 0.0,
+        near_duplicate_cosine: float | None = None,
     ) -> None:
         assert n_bits % 8 == 0 and n_bits > 0, f"n_bits must be a multiple of 8, got {n_bits}"
         self.n_bits = n_bits
         self.embed_dim = embed_dim
         self.seed = seed
         self.delay_s = delay_s
+        self.near_duplicate_cosine = near_duplicate_cosine
         self.model_id = f"tiny-{n_bits}b-{embed_dim}d-s{seed}"
         rng = np.random.default_rng(seed)
         self._w_code = rng.standard_normal((192, n_bits)).astype(np.float32)
