@@ -17,7 +17,7 @@ from core.library.search import (
     SearchHit,
     TierThresholds,
     calibrate_near_duplicate_cosine,
-    complete_linkage,
+    centre_linkage,
     hamming_matrix,
     order_hits,
 )
@@ -125,19 +125,23 @@ def test_find_duplicates(setup):
     assert pair.tier == "identical" and len(pair.files) == 2
 
 
-def test_complete_linkage_splits_chains_and_keeps_cliques():
-    # A chain 1-2-3-4-5 where only neighbours are compatible: no group may hold 1 and 3.
-    chain = [(0.99, 1, 2), (0.98, 2, 3), (0.97, 3, 4), (0.96, 4, 5)]
+def test_centre_linkage_groups_a_photo_with_its_copies_and_breaks_chains():
+    def make(pairs, n):
+        ok = np.zeros((n, n), dtype=bool)
+        for x, y in pairs:
+            ok[x, y] = ok[y, x] = True
+        return lambda j, others: ok[j, others]
 
-    def neighbours_only(ja, jb):
-        return all(abs(a - b) <= 1 for a in ja for b in jb)
-
-    assert complete_linkage([1, 2, 3, 4, 5], chain, neighbours_only) == [[1, 2], [3, 4]]
-    # The strongest edge wins: 3-4 is stronger than 2-3, so 2 pairs with 1 and 3 with 4.
-    stronger = [(0.9, 1, 2), (0.95, 2, 3), (0.99, 3, 4)]
-    assert complete_linkage([1, 2, 3, 4], stronger, neighbours_only) == [[1, 2], [3, 4]]
-    # When everything is mutually compatible the chain is one group.
-    assert complete_linkage([1, 2, 3, 4, 5], chain, lambda ja, jb: True) == [[1, 2, 3, 4, 5]]
+    # A chain 0-1-2-3-4-5-6: only neighbours are compatible. The first centre (most links,
+    # lowest position) is 1 with 0 and 2; then 3 with 4; then 5 with 6. No group spans the
+    # chain.
+    chain = make([(i, i + 1) for i in range(6)], 7)
+    assert centre_linkage(7, chain) == [[1, 0, 2], [3, 4], [5, 6]]
+    # A photo (0) with three copies that are not like each other (grey, crop, flip) plus an
+    # unrelated pair: the copies stay with their photo, centre first.
+    star = make([(0, 1), (0, 2), (0, 3), (4, 5)], 6)
+    assert centre_linkage(6, star) == [[0, 1, 2, 3], [4, 5]]
+    assert centre_linkage(3, make([], 3)) == []
 
 
 def test_find_duplicates_does_not_chain_a_panning_burst(tmp_path):
@@ -170,9 +174,35 @@ def test_find_duplicates_does_not_chain_a_panning_burst(tmp_path):
         groups = [[f.id for f in g.files] for g in lib.duplicates()]
         pan_groups = [[ids[i] for i in g if i in ids] for g in groups if set(g) & set(ids)]
         assert len(pan_groups) >= 2
+        assert not any({0, 7} <= set(g) for g in pan_groups)
         assert sum(len(g) for g in pan_groups) >= 6  # most frames still have their twins
-        for g in groups:  # every two files of a group are near-duplicates of each other
-            assert all(compatible(a, b) for a in g for b in g if a < b), g
+        for g in groups:  # every file is a near-duplicate of its group's first file
+            assert all(compatible(g[0], b) for b in g[1:]), g
+    finally:
+        lib.close()
+
+
+def test_find_duplicates_keeps_unlike_copies_with_their_photo(tmp_path):
+    # A grey-scale copy (pHash twin) and a 5 % crop (cosine twin) of one photo are both its
+    # copies although they are not near-duplicates of each other: one group, photo first.
+    photos = tmp_path / "photos"
+    make_tree(photos, 6, start_seed=100)
+    im = make_image(9, (160, 120))
+    im.save(photos / "full.png")
+    im.convert("L").convert("RGB").save(photos / "grey.png")
+    im.crop((8, 6, 152, 114)).save(photos / "crop.png")
+    lib = open_library(tmp_path / "lib")
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        rec = {n: lib.catalog.get_file_by_path(photos / f"{n}.png") for n in
+               ("full", "grey", "crop")}
+        t = TierThresholds()
+        assert bin(rec["grey"].phash ^ rec["crop"].phash).count("1") > t.near_duplicate_phash
+        groups = [[f.id for f in g.files] for g in lib.duplicates()]
+        group = next(g for g in groups if rec["full"].id in g)
+        assert group[0] == rec["full"].id
+        assert set(group) == {r.id for r in rec.values()}
     finally:
         lib.close()
 

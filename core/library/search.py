@@ -54,7 +54,7 @@ __all__ = [
     "SearchHit",
     "TierThresholds",
     "calibrate_near_duplicate_cosine",
-    "complete_linkage",
+    "centre_linkage",
     "find_duplicates",
     "hamming_matrix",
     "order_hits",
@@ -453,36 +453,41 @@ def run_search(
     return order_hits(hits, t, query.dims, config.near_tie)[:k]
 
 
-def complete_linkage(members: Sequence[int], edges: Sequence[tuple[float, int, int]],
-                     compatible: Callable[[list[int], list[int]], bool]) -> list[list[int]]:
-    """Groups of ``members`` in which *every* pair is compatible (complete linkage).
+def centre_linkage(n: int, compatible: Callable[[int, np.ndarray], np.ndarray]
+                   ) -> list[list[int]]:
+    """Groups of positions ``0..n-1``: each group is a *centre* and the files compatible
+    with it, the centre first.
 
     Linking files one pair at a time chains look-alikes: in a panning burst each frame is a
     near-duplicate of the next, so one connected component would hold the first and the last
-    frame although they share little. Here the strongest edges merge first, and two groups
-    merge only when every file of one is compatible with every file of the other.
+    frame although they share little. Requiring every pair of a group to be compatible goes
+    too far the other way: a grey-scale copy and a crop of one photo are both copies of it,
+    yet hardly like each other. So a group is one photo and its copies: the file compatible
+    with the most others becomes a centre (ties: the lower position) and takes every
+    not-yet-grouped file compatible with it; repeat among the rest.
 
     Args:
-        members: file ids (their order indexes ``compatible``).
-        edges: ``(strength, a, b)`` links between members; stronger merges first.
-        compatible: ``compatible(ja, jb)``: whether every member at the positions ``ja``
-            may share a group with every member at the positions ``jb``.
+        n: number of files.
+        compatible: ``compatible(j, others)``: bool array, whether file ``j`` and each of the
+            positions ``others`` are near-duplicates.
 
     Returns:
-        Groups of at least two members, each sorted by position in ``members``.
+        Groups of at least two positions, centre first, the others ascending.
     """
-    pos = {m: j for j, m in enumerate(members)}
-    group_of = list(range(len(members)))
-    groups: dict[int, list[int]] = {j: [j] for j in range(len(members))}
-    for _, a, b in sorted(edges, key=lambda e: (-e[0], e[1], e[2])):
-        ga, gb = group_of[pos[a]], group_of[pos[b]]
-        if ga == gb or not compatible(groups[ga], groups[gb]):
+    everyone = np.arange(n)
+    degree = [int(compatible(j, everyone[everyone != j]).sum()) for j in range(n)]
+    free = np.ones(n, dtype=bool)
+    groups = []
+    for c in sorted(range(n), key=lambda j: (-degree[j], j)):
+        if not free[c]:
             continue
-        keep, gone = min(ga, gb), max(ga, gb)
-        for j in groups[gone]:
-            group_of[j] = keep
-        groups[keep] = sorted(groups[keep] + groups.pop(gone))
-    return [[members[j] for j in g] for g in groups.values() if len(g) >= 2]
+        free[c] = False
+        others = np.flatnonzero(free)
+        members = others[compatible(c, others)] if len(others) else others
+        if len(members):
+            free[members] = False
+            groups.append([c, *members.tolist()])
+    return groups
 
 
 def find_duplicates(
@@ -494,14 +499,13 @@ def find_duplicates(
 
     Two files are *compatible* when their pHash distance is ``<= near_duplicate_phash`` or
     their embedding cosine is ``>= near_duplicate_cosine``. Candidate links come from the
-    pHash index (range search) and from each file's ``neighbours`` nearest codes; groups are
-    built from the links by :func:`complete_linkage`, so every two files of a group are
-    compatible (no chains of look-alikes). A group is ``identical`` if all its files share
-    one fingerprint, or one pixel size and pHash distance ``<= identical_phash`` to the
-    first, else ``near_duplicate``.
+    pHash index (range search) and from each file's ``neighbours`` nearest codes; within
+    each connected set of links, :func:`centre_linkage` makes the groups: a photo (first in
+    the group) and the files compatible with it, so look-alikes do not chain. A group is
+    ``identical`` if all its files share one fingerprint, or one pixel size and pHash
+    distance ``<= identical_phash`` to the first, else ``near_duplicate``.
     """
     parent: dict[int, int] = {}
-    edges: dict[tuple[int, int], float] = {}
 
     def find(x: int) -> int:
         while parent.get(x, x) != x:
@@ -509,9 +513,7 @@ def find_duplicates(
             x = parent[x]
         return x
 
-    def link(a: int, b: int, strength: float) -> None:
-        key = (min(a, b), max(a, b))
-        edges[key] = max(strength, edges.get(key, -math.inf))
+    def link(a: int, b: int) -> None:
         ra, rb = find(a), find(b)
         parent.setdefault(ra, ra)
         parent.setdefault(rb, rb)
@@ -522,12 +524,12 @@ def find_duplicates(
     if phash_index is not None and len(ph_ids):
         for s in range(0, len(ph_ids), chunk):
             q = phash_codes(phs[s:s + chunk].tolist())
-            for qi, (dists, ids) in enumerate(phash_index.range_search(
+            for qi, (_, ids) in enumerate(phash_index.range_search(
                     q, thresholds.near_duplicate_phash)):
                 a = int(ph_ids[s + qi])
-                for d, b in zip(dists, ids, strict=True):
+                for b in ids:
                     if int(b) != a:
-                        link(a, int(b), 1.0 - int(d) / 64.0)
+                        link(a, int(b))
     e_ids, embs = catalog.all_embeddings(model_id)
     pos = {int(i): j for j, i in enumerate(e_ids)}
     if len(e_ids) > 1:
@@ -542,21 +544,18 @@ def find_duplicates(
                     b = int(b)
                     if b < 0 or b == a or b not in pos:
                         continue
-                    cos = float(ea @ embs[pos[b]])
-                    if cos >= thresholds.near_duplicate_cosine:
-                        link(a, b, cos)
+                    if float(ea @ embs[pos[b]]) >= thresholds.near_duplicate_cosine:
+                        link(a, b)
     components: dict[int, list[int]] = {}
     for x in list(parent):
         components.setdefault(find(x), []).append(x)
-    component_edges: dict[int, list[tuple[float, int, int]]] = {}
-    for (a, b), strength in edges.items():
-        component_edges.setdefault(find(a), []).append((strength, a, b))
     ph_of = dict(zip(ph_ids.tolist(), phs.tolist(), strict=True))
     out = []
-    for root, members in components.items():
+    for members in components.values():
         members = sorted(members)
         compatible = _Compatibility(members, ph_of, pos, embs, thresholds)
-        for group in complete_linkage(members, component_edges.get(root, []), compatible):
+        for positions in centre_linkage(len(members), compatible):
+            group = [members[j] for j in positions]
             recs = [r for r in (catalog.get_file(i) for i in group) if r is not None]
             if len(recs) < 2:
                 continue
@@ -574,10 +573,10 @@ def find_duplicates(
 
 
 class _Compatibility:
-    """``compatible(ja, jb)`` for :func:`complete_linkage` over one component's members:
+    """``compatible(j, others)`` for :func:`centre_linkage` over one component's members:
     pHash distance ``<= near_duplicate_phash`` or embedding cosine ``>= near_duplicate_cosine``
-    for every pair (each measure where both files have one). Computed per check, so a large
-    component never needs an ``n x n`` matrix."""
+    (each measure where both files have one). One row at a time, so a large component never
+    needs an ``n x n`` matrix."""
 
     def __init__(self, members: Sequence[int], ph_of: dict[int, int], pos: dict[int, int],
                  embs: np.ndarray, thresholds: TierThresholds) -> None:
@@ -590,14 +589,13 @@ class _Compatibility:
                     else np.zeros((0, dim), np.float32))
         self.row = np.cumsum(self.has_emb) - 1  # member position -> row of self.emb
 
-    def __call__(self, ja: list[int], jb: list[int]) -> bool:
-        a, b = np.asarray(ja), np.asarray(jb)
-        ok = (hamming_matrix(self.ph[a], self.ph[b]) <= self.t.near_duplicate_phash) & (
-            self.has_ph[a][:, None] & self.has_ph[b][None, :])
-        if ok.all():
-            return True
-        ea, eb = self.has_emb[a], self.has_emb[b]
-        cos = np.full(ok.shape, -1.0, dtype=np.float32)
-        if ea.any() and eb.any():
-            cos[np.ix_(ea, eb)] = self.emb[self.row[a[ea]]] @ self.emb[self.row[b[eb]]].T
-        return bool((ok | (cos >= self.t.near_duplicate_cosine)).all())
+    def __call__(self, j: int, others: np.ndarray) -> np.ndarray:
+        b = np.asarray(others, dtype=np.int64)
+        ok = (hamming_matrix(self.ph[j:j + 1], self.ph[b])[0] <= self.t.near_duplicate_phash) & (
+            self.has_ph[j] & self.has_ph[b])
+        if self.has_emb[j] and self.has_emb[b].any():
+            eb = self.has_emb[b]
+            cos = np.full(len(b), -1.0, dtype=np.float32)
+            cos[eb] = self.emb[self.row[b[eb]]] @ self.emb[self.row[j]]
+            ok |= cos >= self.t.near_duplicate_cosine
+        return ok
