@@ -6,6 +6,7 @@ import itertools
 import shutil
 import threading
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -258,6 +259,13 @@ def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_pa
             assert hit.tier == "near_duplicate"
     finally:
         lib.close()
+    # Opened again without the model (as `cukd duplicates` does, with a stand-in that only
+    # names the model), the library remembers the model's calibration.
+    stand_in = SimpleNamespace(model_id=encoder.model_id, n_bits=encoder.n_bits,
+                               embed_dim=encoder.embed_dim, input_size=32, encode=None)
+    with Library.open(tmp_path / "lib", stand_in) as lib:
+        grouped = any({crop.id, full.id} <= {f.id for f in g.files} for g in lib.duplicates())
+        assert grouped == (calibrated is None)
 
 
 def test_model_change_reencodes_in_background_and_swaps(tmp_path):

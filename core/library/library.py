@@ -40,6 +40,7 @@ from .search import (
     DuplicateGroup,
     SearchConfig,
     SearchHit,
+    TierThresholds,
     find_duplicates,
     phash_codes,
     prepare_query,
@@ -52,6 +53,8 @@ __all__ = ["Library", "LibraryConfig", "LibraryStatus", "ModelChange"]
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite3"
+#: Catalog meta key prefix of a model's calibrated near-duplicate cosine.
+_NEAR_DUP_KEY = "near_duplicate_cosine:"
 PHASH_INDEX_FILE = "phash.cukdidx"
 
 
@@ -147,6 +150,7 @@ class Library:
             for name in (_index_file(active), _store_file(active)):
                 (self.directory / name).unlink(missing_ok=True)
         self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
+        self._remember_calibration(encoder)
         if active != encoder.model_id:
             self.catalog.set_active_model(encoder.model_id)
         self._rebuilt: list[str] = []
@@ -366,6 +370,22 @@ class Library:
                 self.save(force=False)
 
     # ----------------------------------------------------------------- search
+    def _remember_calibration(self, encoder: ImageEncoder) -> None:
+        """Keep the model's calibrated near-duplicate cosine in the catalog, so that a
+        library opened without the model (``cukd duplicates``) still uses it."""
+        value = getattr(encoder, "near_duplicate_cosine", None)
+        key = f"{_NEAR_DUP_KEY}{encoder.model_id}"
+        if value is not None and self.catalog.get_meta(key) != repr(float(value)):
+            self.catalog.set_meta(key, repr(float(value)))
+
+    def _thresholds(self, encoder: ImageEncoder) -> TierThresholds:
+        """The configured tiers with the model's calibrated near-duplicate cosine."""
+        value = getattr(encoder, "near_duplicate_cosine", None)
+        if value is None:
+            stored = self.catalog.get_meta(f"{_NEAR_DUP_KEY}{encoder.model_id}")
+            value = float(stored) if stored else None
+        return self.config.search.thresholds.with_model_cosine(value)
+
     def search(
         self, query: str | os.PathLike[str] | Image.Image | int, k: int = 20, *,
         radius: int | None = None, robust: bool = False,
@@ -390,8 +410,7 @@ class Library:
         return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
                           code_index=index, phash_index=self.phash_index, k=k, radius=radius,
                           config=replace(self.config.search,
-                                         thresholds=self.config.search.thresholds.for_encoder(
-                                             encoder)),
+                                         thresholds=self._thresholds(encoder)),
                           embeddings=store)
 
     def duplicates(self) -> list[DuplicateGroup]:
@@ -399,7 +418,7 @@ class Library:
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
-                               thresholds=self.config.search.thresholds.for_encoder(encoder))
+                               thresholds=self._thresholds(encoder))
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:
@@ -550,6 +569,7 @@ class Library:
                     with self.catalog.transaction():
                         self.catalog.set_active_model(encoder.model_id)
                         self.catalog.drop_model(old)
+                    self._remember_calibration(encoder)
                     old_store = self._store
                     self._encoder, self._index, self._scanner = encoder, new_index, scanner
                     self._store = new_store

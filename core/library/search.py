@@ -91,9 +91,8 @@ class TierThresholds:
     near_duplicate_cosine: float = 0.95
     model_calibrated: bool = True
 
-    def for_encoder(self, encoder: object) -> TierThresholds:
-        """These thresholds with the encoder's calibrated near-duplicate cosine, if any."""
-        value = getattr(encoder, "near_duplicate_cosine", None)
+    def with_model_cosine(self, value: float | None) -> TierThresholds:
+        """These thresholds with a model's calibrated near-duplicate cosine, if any."""
         if not self.model_calibrated or value is None:
             return self
         return replace(self, near_duplicate_cosine=float(value))
