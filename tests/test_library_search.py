@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.imageio import ImageLoadError
+from core.imageio import ImageLoadError, phash
 from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
 from core.library.search import (
     SearchHit,
@@ -97,6 +97,29 @@ def test_robust_query_finds_rotated_copy(setup):
     assert r.tier in ("identical", "near_duplicate") and r.phash_distance <= 2
     p = next((h for h in plain if h.file_id == rotated_id), None)
     assert p is None or p.score < r.score
+
+
+def test_mirrored_copy_is_a_near_duplicate_through_the_hash_channel(tmp_path):
+    # The model's cosine says "similar" (calibrated 0.999); the mirrored query's pHash
+    # vouches for the copy.
+    photos = tmp_path / "photos"
+    make_tree(photos, 8, start_seed=200)
+    im = make_image(11, (160, 120))
+    im.save(photos / "photo.png")
+    mirrored = im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    mirrored.save(tmp_path / "mirrored.png")
+    lib = open_library(tmp_path / "lib", TinyEncoder(near_duplicate_cosine=0.999))
+    try:
+        lib.add_root(photos)
+        lib.scan()
+        rec = lib.catalog.get_file_by_path(photos / "photo.png")
+        assert bin(phash(mirrored) ^ rec.phash).count("1") > 10  # plain pHash misses it
+        for query in (tmp_path / "mirrored.png", mirrored):
+            hit = lib.search(query, k=3)[0]
+            assert hit.file_id == rec.id and hit.tier == "near_duplicate"
+            assert hit.phash_distance <= SearchConfig().mirror_phash_radius and hit.score < 0.999
+    finally:
+        lib.close()
 
 
 def test_unreadable_query_and_unknown_id(setup, tmp_path):

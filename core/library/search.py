@@ -137,6 +137,10 @@ class SearchConfig:
         candidate_factor: stage-1 candidates per requested result.
         min_candidates: at least this many stage-1 candidates.
         phash_radius: hash-channel candidate radius (bits of 64); 0 disables the channel.
+        mirror_phash_radius: files within this pHash distance of the *mirrored* query join
+            the hash channel (mirrored copies, which pHash and a flip-tolerant embedding
+            miss). Stricter than ``phash_radius``: a second hash doubles the chance that an
+            unrelated photo matches, and a mirrored copy lands within a few bits.
         thresholds: tier boundaries.
         near_tie: cosines closer than this are near-ties, ordered by pHash distance, then
             by aspect ratio (see the module docstring); 0 orders by cosine alone.
@@ -145,6 +149,7 @@ class SearchConfig:
     candidate_factor: int = 10
     min_candidates: int = 100
     phash_radius: int = 10
+    mirror_phash_radius: int = 4
     thresholds: TierThresholds = TierThresholds()
     near_tie: float = 0.005
 
@@ -178,6 +183,7 @@ class Query:
         fingerprint: content fingerprint of the query file (for the identical tier).
         size: byte size of the query file.
         dims: ``(width, height)`` of the query image at full resolution.
+        mirror_phash: pHash of the mirrored query (see ``SearchConfig.mirror_phash_radius``).
     """
 
     codes: np.ndarray
@@ -187,6 +193,7 @@ class Query:
     fingerprint: str | None = None
     size: int | None = None
     dims: tuple[int, int] | None = None
+    mirror_phash: int | None = None
 
 
 @dataclass(frozen=True)
@@ -226,7 +233,8 @@ def prepare_query(
     """Encode a query given as a file path, an in-memory image or an indexed file id.
 
     An indexed, unchanged file reuses its stored code, embedding and pHash (unless
-    ``robust``), and is excluded from its own results.
+    ``robust``), and is excluded from its own results. A decoded query also carries the pHash
+    of its mirror image (``robust`` already has all 8 orientations).
 
     Raises:
         ImageLoadError: the query file cannot be decoded.
@@ -279,8 +287,9 @@ def prepare_query(
     images = [image if t is None else image.transpose(t)
               for t in (_ORIENTATIONS if robust else _ORIENTATIONS[:1])]
     codes, emb = _encode_images(encoder, images)
+    mirror = None if robust else phash(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     return Query(codes, emb, tuple(phash(im) for im in images), exclude_id, fingerprint, size,
-                 dims)
+                 dims, mirror)
 
 
 def _tier(
@@ -371,6 +380,13 @@ def run_search(
             for i, d in zip(iq[:kprime].tolist(), dq[:kprime].tolist(), strict=True):
                 if d < ph.get(i, 1 << 30):
                     ph[i] = d
+    if phash_index is not None and query.mirror_phash is not None and (
+            config.mirror_phash_radius > 0):
+        (dq, iq), = phash_index.range_search(phash_codes([query.mirror_phash]),
+                                             config.mirror_phash_radius)
+        for i, d in zip(iq[:kprime].tolist(), dq[:kprime].tolist(), strict=True):
+            if d < ph.get(i, 1 << 30):
+                ph[i] = d
     cand = set(ham) | set(ph)
     cand.discard(-1)
     if query.exclude_id is not None:
