@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.library import BinaryIndex, Catalog, IndexLoadError, load_or_rebuild
-from core.library.catalog import SCHEMA_VERSION, phash_from_db, phash_to_db
+from core.library.catalog import MIGRATIONS, SCHEMA_VERSION, phash_from_db, phash_to_db
 from core.library.library import PHASH_INDEX_FILE, _index_file
 from core.library.search import hamming_matrix
 from tests.library_helpers import make_tree, open_library, write_image
@@ -33,7 +33,8 @@ def test_catalog_schema_wal_and_reopen(tmp_path):
         gen = cat.generation
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [(1,)]
+    assert raw.execute("SELECT version FROM schema_migrations").fetchall() == [
+        (v,) for v, _ in MIGRATIONS]
     raw.close()
     with Catalog(db) as cat:  # reopen: no migration re-run, data intact
         assert cat.generation == gen
@@ -48,6 +49,31 @@ def test_catalog_schema_wal_and_reopen(tmp_path):
         assert cat.count_codes("m") == 0
         cat.remove_root(root.id)
         assert cat.count_files() == 0
+
+
+def test_catalog_migrates_a_v1_library_and_keeps_its_files(tmp_path):
+    db = tmp_path / "c.sqlite3"
+    raw = sqlite3.connect(db)  # a library written before schema 2 (no mirror pHash)
+    raw.executescript(dict(MIGRATIONS)[1])
+    raw.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, "
+                "applied_at REAL NOT NULL)")
+    raw.execute("INSERT INTO schema_migrations VALUES (1, 0)")
+    raw.execute("INSERT INTO roots(path, added_at) VALUES (?, 0)", (str(tmp_path / "photos"),))
+    raw.execute("INSERT INTO files(root_id, path, size, mtime_ns, status, phash, updated_at) "
+                "VALUES (1, ?, 5, 7, 'ok', ?, 0)", (str(tmp_path / "photos" / "a.jpg"),
+                                                    phash_to_db(2**63 + 3)))
+    raw.commit()
+    raw.close()
+    with Catalog(db) as cat:
+        assert cat.schema_version == SCHEMA_VERSION == 2
+        rec = cat.get_file_by_path(tmp_path / "photos" / "a.jpg")
+        assert rec.phash == 2**63 + 3 and rec.mirror_phash is None and rec.size == 5
+        assert len(cat.all_mirror_phashes()[0]) == 0
+        cat.set_file_decoded(rec.id, status="ok", error=None, phash=rec.phash, width=4,
+                             height=3, mirror_phash=2**64 - 1)
+        assert cat.get_file(rec.id).mirror_phash == 2**64 - 1
+        ids, mirrors = cat.all_mirror_phashes()
+        assert ids.tolist() == [rec.id] and mirrors.tolist() == [2**64 - 1]
 
 
 def test_catalog_refuses_newer_schema(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import sqlite3
 import threading
 from dataclasses import replace
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ from PIL import Image
 
 from core.imageio import ImageLoadError, phash
 from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
+from core.library.library import CATALOG_FILE
 from core.library.search import (
     SearchHit,
     TierThresholds,
@@ -118,6 +120,40 @@ def test_mirrored_copy_is_a_near_duplicate_through_the_hash_channel(tmp_path):
             hit = lib.search(query, k=3)[0]
             assert hit.file_id == rec.id and hit.tier == "near_duplicate"
             assert hit.phash_distance <= SearchConfig().mirror_phash_radius and hit.score < 0.999
+        # Once indexed, the copy's stored mirror pHash does the same without decoding it,
+        # and the duplicates view puts the two together.
+        shutil.copyfile(tmp_path / "mirrored.png", photos / "mirrored.png")
+        lib.scan()
+        copy = lib.catalog.get_file_by_path(photos / "mirrored.png")
+        assert copy.mirror_phash is not None
+        for query in (copy.id, photos / "mirrored.png"):
+            hit = lib.search(query, k=3)[0]
+            assert hit.file_id == rec.id and hit.tier == "near_duplicate"
+        assert any({rec.id, copy.id} <= {f.id for f in g.files} for g in lib.duplicates())
+    finally:
+        lib.close()
+
+
+def test_scan_fills_the_mirror_phash_of_files_indexed_before_it_existed(tmp_path):
+    photos = tmp_path / "photos"
+    make_tree(photos, 5)
+    with open_library(tmp_path / "lib") as lib:
+        lib.add_root(photos)
+        lib.scan()
+        ids = sorted(int(i) for i in lib.catalog.all_mirror_phashes()[0])
+        assert len(ids) == 5
+        expected = {i: lib.catalog.get_file(i).mirror_phash for i in ids}
+    raw = sqlite3.connect(tmp_path / "lib" / CATALOG_FILE)  # as before catalog schema 2
+    raw.execute("UPDATE files SET mirror_phash = NULL")
+    raw.commit()
+    raw.close()
+    lib = open_library(tmp_path / "lib")
+    try:
+        assert len(lib.catalog.all_mirror_phashes()[0]) == 0
+        result = lib.scan()
+        assert result.encoded == 5
+        assert {i: lib.catalog.get_file(i).mirror_phash for i in ids} == expected
+        assert lib.scan().encoded == 0  # once
     finally:
         lib.close()
 

@@ -95,7 +95,10 @@ INSERT INTO meta(key, value) VALUES ('generation', '0');
 """
 
 #: Ordered (version, SQL) pairs; append new versions, never edit applied ones.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1),)
+# v2: the pHash of each file's mirror image, so mirrored copies match (NULL until the file is
+# next decoded: changed, or re-encoded for a new model).
+_V2 = "ALTER TABLE files ADD COLUMN mirror_phash INTEGER"
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -132,7 +135,8 @@ class RootInfo:
 
 @dataclass(frozen=True)
 class FileRecord:
-    """A file row (without its code). ``phash`` is unsigned; ``mtime_ns`` from ``os.stat``."""
+    """A file row (without its code). ``phash`` and ``mirror_phash`` (the pHash of the mirror
+    image) are unsigned; ``mtime_ns`` from ``os.stat``."""
 
     id: int
     root_id: int
@@ -145,18 +149,21 @@ class FileRecord:
     height: int | None
     status: str
     error: str | None
+    mirror_phash: int | None = None
 
 
 _FILE_COLS = (
-    "id, root_id, path, size, mtime_ns, fingerprint, phash, width, height, status, error"
+    "id, root_id, path, size, mtime_ns, fingerprint, phash, width, height, status, error, "
+    "mirror_phash"
 )
+_N_FILE_COLS = len(_FILE_COLS.split(","))
 
 
 def _file(row: Sequence) -> FileRecord:
     return FileRecord(
         id=row[0], root_id=row[1], path=row[2], size=row[3], mtime_ns=row[4],
         fingerprint=row[5], phash=phash_from_db(row[6]), width=row[7], height=row[8],
-        status=row[9], error=row[10],
+        status=row[9], error=row[10], mirror_phash=phash_from_db(row[11]),
     )
 
 
@@ -442,7 +449,7 @@ class Catalog:
             p = prefix.rstrip(os.sep)
             sql += " AND (f.path = ? OR substr(f.path, 1, ?) = ?)"
             params += [p, len(p) + 1, p + os.sep]
-        return {r[2]: (_file(r), bool(r[11])) for r in self._q(sql, params)}
+        return {r[2]: (_file(r), bool(r[_N_FILE_COLS])) for r in self._q(sql, params)}
 
     def files_by_fingerprint(self, fingerprint: str) -> list[FileRecord]:
         """Files whose content fingerprint equals ``fingerprint``."""
@@ -524,6 +531,14 @@ class Catalog:
         ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
         return ids, ph
 
+    def all_mirror_phashes(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], mirror pHash uint64 [n])`` of every ``ok`` file that has one."""
+        rows = self._q("SELECT id, mirror_phash FROM files WHERE status = 'ok' AND "
+                       "mirror_phash IS NOT NULL ORDER BY id")
+        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
+        return ids, ph
+
     def all_embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], embeddings float32 [n, d])`` of a model, by id."""
         sizes = self.model_sizes(model_id)
@@ -548,9 +563,10 @@ class Catalog:
                 "LEFT JOIN codes c ON c.file_id = f.id AND c.model_id = ? "
                 f"WHERE f.id IN ({','.join('?' * len(part))})", [model_id, *part])
             for r in rows:
-                code = np.frombuffer(r[11], dtype=np.uint8) if r[11] is not None else None
-                emb = (np.frombuffer(r[12], dtype=np.float16).astype(np.float32)
-                       if r[12] is not None else None)
+                code_blob, emb_blob = r[_N_FILE_COLS], r[_N_FILE_COLS + 1]
+                code = np.frombuffer(code_blob, dtype=np.uint8) if code_blob is not None else None
+                emb = (np.frombuffer(emb_blob, dtype=np.float16).astype(np.float32)
+                       if emb_blob is not None else None)
                 out[r[0]] = (_file(r), code, emb)
         return out
 
@@ -582,6 +598,7 @@ class Catalog:
         self, *, root_id: int, path: str, size: int, mtime_ns: int,
         fingerprint: str | None, status: str, error: str | None = None,
         phash: int | None = None, width: int | None = None, height: int | None = None,
+        mirror_phash: int | None = None,
     ) -> int:
         """Insert or update the row of ``path`` (keeping its id); returns the row id.
 
@@ -594,30 +611,31 @@ class Catalog:
             c = self._conn
             row = c.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             vals = (root_id, size, mtime_ns, fingerprint, phash_to_db(phash), width, height,
-                    status, error, time.time())
+                    status, error, time.time(), phash_to_db(mirror_phash))
             if row is None:
                 cur = c.execute(
                     "INSERT INTO files(root_id, size, mtime_ns, fingerprint, phash, width, "
-                    "height, status, error, updated_at, path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    (*vals, path))
+                    "height, status, error, updated_at, mirror_phash, path) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*vals, path))
                 return int(cur.lastrowid)  # type: ignore[arg-type]
             fid = int(row[0])
             c.execute(
                 "UPDATE files SET root_id=?, size=?, mtime_ns=?, fingerprint=?, phash=?, "
-                "width=?, height=?, status=?, error=?, updated_at=? WHERE id=?", (*vals, fid))
+                "width=?, height=?, status=?, error=?, updated_at=?, mirror_phash=? "
+                "WHERE id=?", (*vals, fid))
             c.execute("DELETE FROM codes WHERE file_id = ?", (fid,))
             return fid
 
     def set_file_decoded(
         self, file_id: int, *, status: str, error: str | None, phash: int | None,
-        width: int | None, height: int | None,
+        width: int | None, height: int | None, mirror_phash: int | None = None,
     ) -> None:
         """Update decode results of an unchanged file, keeping its codes."""
         if status not in FILE_STATUSES:
             raise ValueError(f"status must be one of {FILE_STATUSES}")
-        self._w("UPDATE files SET status=?, error=?, phash=?, width=?, height=?, updated_at=? "
-                "WHERE id=?", (status, error, phash_to_db(phash), width, height, time.time(),
-                               file_id))
+        self._w("UPDATE files SET status=?, error=?, phash=?, width=?, height=?, updated_at=?, "
+                "mirror_phash=? WHERE id=?", (status, error, phash_to_db(phash), width, height,
+                                              time.time(), phash_to_db(mirror_phash), file_id))
 
     def move_file(self, file_id: int, new_path: str, root_id: int, mtime_ns: int) -> None:
         """Give a row a new path (a moved/renamed file keeps its id, codes and hashes)."""

@@ -410,7 +410,8 @@ class Library:
         return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
                           code_index=index, phash_index=self.phash_index, k=k, radius=radius,
                           config=replace(self.config.search,
-                                         thresholds=self._thresholds(encoder)),
+                                         thresholds=self._thresholds(encoder),
+                               mirror_phash_radius=self.config.search.mirror_phash_radius),
                           embeddings=store)
 
     def duplicates(self) -> list[DuplicateGroup]:
@@ -418,7 +419,8 @@ class Library:
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
-                               thresholds=self._thresholds(encoder))
+                               thresholds=self._thresholds(encoder),
+                               mirror_phash_radius=self.config.search.mirror_phash_radius)
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:

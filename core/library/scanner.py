@@ -157,6 +157,7 @@ class DecodedFile:
     height: int | None = None
     fingerprint: str | None = None
     error: ImageLoadError | None = None
+    mirror_phash: int | None = None
 
 
 @dataclass
@@ -202,7 +203,8 @@ def decode_for_index(
                 fp = file_fingerprint(p, size)
             except OSError as exc:
                 raise ImageLoadError(p, "unreadable", str(exc)) from exc
-        return DecodedFile(p, img, phash(img), loaded.width, loaded.height, fp)
+        return DecodedFile(p, img, phash(img), loaded.width, loaded.height, fp,
+                           mirror_phash=phash(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
     except ImageLoadError as exc:
         return DecodedFile(p, None, error=exc)
     except Exception as exc:  # a decoder bug must not stop a scan
@@ -407,7 +409,9 @@ class Scanner:
                 r, has_code = rec
                 if r.size != size or r.mtime_ns != mtime_ns:
                     work.append(_Item(root.id, path, size, mtime_ns, "changed"))
-                elif r.status == "pending" or (r.status == "ok" and not has_code):
+                elif r.status == "pending" or (r.status == "ok" and (
+                        not has_code or r.mirror_phash is None)):
+                    # (no mirror pHash: indexed before catalog schema 2; decoded once more)
                     work.append(_Item(root.id, path, size, mtime_ns, "encode", r.fingerprint,
                                       r.id))
                 else:
@@ -603,13 +607,14 @@ class Scanner:
                     # Same content: keep the row and other models' codes.
                     fid = it.file_id
                     self.catalog.set_file_decoded(fid, status=status, error=encode_error or None,
-                                                  phash=d.phash, width=d.width, height=d.height)
+                                                  phash=d.phash, width=d.width, height=d.height,
+                                                  mirror_phash=d.mirror_phash)
                 else:
                     fid = self.catalog.upsert_file(
                         root_id=it.root_id, path=it.path, size=it.size, mtime_ns=it.mtime_ns,
                         fingerprint=d.fingerprint or it.fingerprint, status=status,
                         error=encode_error or None, phash=d.phash, width=d.width,
-                        height=d.height)
+                        height=d.height, mirror_phash=d.mirror_phash)
                     replaced.append(fid)
                 ids.append(fid)
                 ph_ids.append(fid)

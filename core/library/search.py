@@ -252,7 +252,7 @@ def prepare_query(
         dims = (rec.width, rec.height) if rec.width and rec.height else None
         return Query(stored[1][None], stored[2][None],
                      (rec.phash,) if rec.phash is not None else (), rec.id, rec.fingerprint,
-                     rec.size, dims)
+                     rec.size, dims, rec.mirror_phash)
 
     if isinstance(query, int | np.integer):
         rec = catalog.get_file(int(query))
@@ -508,13 +508,14 @@ def centre_linkage(n: int, compatible: Callable[[int, np.ndarray], np.ndarray]
 def find_duplicates(
     *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, thresholds: TierThresholds = TierThresholds(),
-    neighbours: int = 8, chunk: int = 4096,
+    neighbours: int = 8, chunk: int = 4096, mirror_phash_radius: int = 4,
 ) -> list[DuplicateGroup]:
     """Group the whole library into sets of identical / near-duplicate files.
 
-    Two files are *compatible* when their pHash distance is ``<= near_duplicate_phash`` or
+    Two files are *compatible* when their pHash distance is ``<= near_duplicate_phash``, the
+    pHash of one's mirror image is within ``mirror_phash_radius`` of the other's pHash, or
     their embedding cosine is ``>= near_duplicate_cosine``. Candidate links come from the
-    pHash index (range search) and from each file's ``neighbours`` nearest codes; within
+    pHash index (range searches) and from each file's ``neighbours`` nearest codes; within
     each connected set of links, :func:`centre_linkage` makes the groups: a photo (first in
     the group) and the files compatible with it, so look-alikes do not chain. A group is
     ``identical`` if all its files share one fingerprint, or one pixel size and pHash
@@ -545,6 +546,15 @@ def find_duplicates(
                 for b in ids:
                     if int(b) != a:
                         link(a, int(b))
+    mirror_ids, mirrors = catalog.all_mirror_phashes()
+    if phash_index is not None and len(mirror_ids) and mirror_phash_radius > 0:
+        for s in range(0, len(mirror_ids), chunk):
+            q = phash_codes(mirrors[s:s + chunk].tolist())
+            for qi, (_, ids) in enumerate(phash_index.range_search(q, mirror_phash_radius)):
+                a = int(mirror_ids[s + qi])
+                for b in ids:
+                    if int(b) != a:
+                        link(a, int(b))
     e_ids, embs = catalog.all_embeddings(model_id)
     pos = {int(i): j for j, i in enumerate(e_ids)}
     if len(e_ids) > 1:
@@ -565,10 +575,12 @@ def find_duplicates(
     for x in list(parent):
         components.setdefault(find(x), []).append(x)
     ph_of = dict(zip(ph_ids.tolist(), phs.tolist(), strict=True))
+    mirror_of = dict(zip(mirror_ids.tolist(), mirrors.tolist(), strict=True))
     out = []
     for members in components.values():
         members = sorted(members)
-        compatible = _Compatibility(members, ph_of, pos, embs, thresholds)
+        compatible = _Compatibility(members, ph_of, mirror_of, pos, embs, thresholds,
+                                    mirror_phash_radius)
         for positions in centre_linkage(len(members), compatible):
             group = [members[j] for j in positions]
             recs = [r for r in (catalog.get_file(i) for i in group) if r is not None]
@@ -589,15 +601,20 @@ def find_duplicates(
 
 class _Compatibility:
     """``compatible(j, others)`` for :func:`centre_linkage` over one component's members:
-    pHash distance ``<= near_duplicate_phash`` or embedding cosine ``>= near_duplicate_cosine``
-    (each measure where both files have one). One row at a time, so a large component never
-    needs an ``n x n`` matrix."""
+    pHash distance ``<= near_duplicate_phash``, mirror-image pHash (either way round) within
+    ``mirror_radius``, or embedding cosine ``>= near_duplicate_cosine`` (each measure where
+    both files have one). One row at a time, so a large component never needs an ``n x n``
+    matrix."""
 
-    def __init__(self, members: Sequence[int], ph_of: dict[int, int], pos: dict[int, int],
-                 embs: np.ndarray, thresholds: TierThresholds) -> None:
+    def __init__(self, members: Sequence[int], ph_of: dict[int, int],
+                 mirror_of: dict[int, int], pos: dict[int, int], embs: np.ndarray,
+                 thresholds: TierThresholds, mirror_radius: int) -> None:
         self.t = thresholds
+        self.mirror_radius = mirror_radius
         self.has_ph = np.array([m in ph_of for m in members], dtype=bool)
         self.ph = phash_codes([ph_of.get(m, 0) for m in members])
+        self.has_mirror = np.array([m in mirror_of for m in members], dtype=bool)
+        self.mirror = phash_codes([mirror_of.get(m, 0) for m in members])
         self.has_emb = np.array([m in pos for m in members], dtype=bool)
         dim = embs.shape[1] if embs.ndim == 2 else 0
         self.emb = (embs[[pos[m] for m in members if m in pos]] if self.has_emb.any()
@@ -606,8 +623,14 @@ class _Compatibility:
 
     def __call__(self, j: int, others: np.ndarray) -> np.ndarray:
         b = np.asarray(others, dtype=np.int64)
-        ok = (hamming_matrix(self.ph[j:j + 1], self.ph[b])[0] <= self.t.near_duplicate_phash) & (
-            self.has_ph[j] & self.has_ph[b])
+        both = self.has_ph[j] & self.has_ph[b]
+        ok = (hamming_matrix(self.ph[j:j + 1], self.ph[b])[0] <= self.t.near_duplicate_phash
+              ) & both
+        if self.mirror_radius > 0:
+            ok |= (hamming_matrix(self.mirror[j:j + 1], self.ph[b])[0] <= self.mirror_radius
+                   ) & self.has_mirror[j] & self.has_ph[b]
+            ok |= (hamming_matrix(self.ph[j:j + 1], self.mirror[b])[0] <= self.mirror_radius
+                   ) & self.has_ph[j] & self.has_mirror[b]
         if self.has_emb[j] and self.has_emb[b].any():
             eb = self.has_emb[b]
             cos = np.full(len(b), -1.0, dtype=np.float32)
