@@ -121,6 +121,8 @@ def test_root_state_texts() -> None:
     r = RootInfo(1, "/p", True, "native", (), 1.0)
     snap = LibrarySnapshot(roots=(r,), watching=True)
     assert root_state(r, snap, IndexState()) == ("ok", "Up to date · watching")
+    unwatched = RootInfo(1, "/p", True, "off", (), 1.0)  # added with watching off
+    assert root_state(unwatched, snap, IndexState()) == ("ok", "Up to date")
     assert root_state(r, snap, IndexState(queued=(1,)))[0] == "queued"
     busy = IndexState(running=1, progress=ScanProgress("encode", 5, 20))
     assert root_state(r, snap, busy) == ("indexing", "Indexing 5 / 20")

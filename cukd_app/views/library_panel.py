@@ -49,7 +49,8 @@ def root_state(root: RootInfo, snap: LibrarySnapshot, state: IndexState) -> tupl
         return "offline", "Offline (drive not connected?)" + suffix
     if root.last_scan is None:
         return "new", "Not indexed yet"
-    text = "Up to date" + (" · watching" if snap.watching else "") + suffix
+    watched = snap.watching and root.watch_mode != "off"  # "off": the user said not to
+    text = "Up to date" + (" · watching" if watched else "") + suffix
     return ("error" if errors else "ok"), text
 
 
