@@ -140,7 +140,7 @@ def test_scan_fills_the_mirror_phash_of_files_indexed_before_it_existed(tmp_path
     with open_library(tmp_path / "lib") as lib:
         lib.add_root(photos)
         lib.scan()
-        ids = sorted(int(i) for i in lib.catalog.all_mirror_phashes()[0])
+        ids = sorted(int(i) for i in lib.catalog.all_phashes(mirror=True)[0])
         assert len(ids) == 5
         expected = {i: lib.catalog.get_file(i).mirror_phash for i in ids}
     raw = sqlite3.connect(tmp_path / "lib" / CATALOG_FILE)  # as before catalog schema 2
@@ -149,7 +149,7 @@ def test_scan_fills_the_mirror_phash_of_files_indexed_before_it_existed(tmp_path
     raw.close()
     lib = open_library(tmp_path / "lib")
     try:
-        assert len(lib.catalog.all_mirror_phashes()[0]) == 0
+        assert len(lib.catalog.all_phashes(mirror=True)[0]) == 0
         result = lib.scan()
         assert result.encoded == 5
         assert {i: lib.catalog.get_file(i).mirror_phash for i in ids} == expected

@@ -523,18 +523,12 @@ class Catalog:
             yield ids, vals
             last = int(ids[-1])
 
-    def all_phashes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids int64 [n], phash uint64 [n])`` of every ``ok`` file."""
-        rows = self._q("SELECT id, phash FROM files WHERE status = 'ok' AND phash IS NOT NULL "
+    def all_phashes(self, *, mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """``(ids int64 [n], pHash uint64 [n])`` of every ``ok`` file that has one; with
+        ``mirror`` the pHashes of the files' mirror images."""
+        col = "mirror_phash" if mirror else "phash"
+        rows = self._q(f"SELECT id, {col} FROM files WHERE status = 'ok' AND {col} IS NOT NULL "
                        "ORDER BY id")
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
-        return ids, ph
-
-    def all_mirror_phashes(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(ids int64 [n], mirror pHash uint64 [n])`` of every ``ok`` file that has one."""
-        rows = self._q("SELECT id, mirror_phash FROM files WHERE status = 'ok' AND "
-                       "mirror_phash IS NOT NULL ORDER BY id")
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
         return ids, ph

@@ -536,25 +536,22 @@ def find_duplicates(
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
+    def link_hashes(ids: np.ndarray, hashes: np.ndarray, radius: int) -> None:
+        """Link each file to the files whose pHash lies within ``radius`` of its hash."""
+        if phash_index is None or radius <= 0:
+            return
+        for s in range(0, len(ids), chunk):
+            q = phash_codes(hashes[s:s + chunk].tolist())
+            for qi, (_, found) in enumerate(phash_index.range_search(q, radius)):
+                a = int(ids[s + qi])
+                for b in found:
+                    if int(b) != a:
+                        link(a, int(b))
+
     ph_ids, phs = catalog.all_phashes()
-    if phash_index is not None and len(ph_ids):
-        for s in range(0, len(ph_ids), chunk):
-            q = phash_codes(phs[s:s + chunk].tolist())
-            for qi, (_, ids) in enumerate(phash_index.range_search(
-                    q, thresholds.near_duplicate_phash)):
-                a = int(ph_ids[s + qi])
-                for b in ids:
-                    if int(b) != a:
-                        link(a, int(b))
-    mirror_ids, mirrors = catalog.all_mirror_phashes()
-    if phash_index is not None and len(mirror_ids) and mirror_phash_radius > 0:
-        for s in range(0, len(mirror_ids), chunk):
-            q = phash_codes(mirrors[s:s + chunk].tolist())
-            for qi, (_, ids) in enumerate(phash_index.range_search(q, mirror_phash_radius)):
-                a = int(mirror_ids[s + qi])
-                for b in ids:
-                    if int(b) != a:
-                        link(a, int(b))
+    link_hashes(ph_ids, phs, thresholds.near_duplicate_phash)
+    mirror_ids, mirrors = catalog.all_phashes(mirror=True)
+    link_hashes(mirror_ids, mirrors, mirror_phash_radius)
     e_ids, embs = catalog.all_embeddings(model_id)
     pos = {int(i): j for j, i in enumerate(e_ids)}
     if len(e_ids) > 1:
