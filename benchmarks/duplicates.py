@@ -98,7 +98,7 @@ def measure(a: argparse.Namespace, folder: Path, source: dict[str, str]) -> dict
             lib.scan()
             scan_s = time.perf_counter() - t0
             t0 = time.perf_counter()
-            groups = lib.duplicates()
+            groups = lib.duplicates(a.level) if a.level != "normal" else lib.duplicates()
             dup_s = time.perf_counter() - t0
         finally:
             lib.close()
@@ -145,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-side", type=int, default=1024,
                     help="longer side of the photos the edits start from")
     ap.add_argument("--kinds", nargs="+", default=list(KINDS), choices=list(dm.TRANSFORMS))
+    ap.add_argument("--level", default="normal", choices=("strict", "normal", "loose"),
+                    help="Library.duplicates level (older checkouts: normal only)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--label", default="current")
     ap.add_argument("--out", type=Path,
@@ -169,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         commit = ""
     import core
 
-    res.update({"core_from": str(Path(core.__file__).resolve().parent.parent.name),
+    res.update({"level": a.level,
+                "core_from": str(Path(core.__file__).resolve().parent.parent.name),
                 "git_commit": commit, "kinds": list(a.kinds), "seed": a.seed,
                 "date": time.strftime("%Y-%m-%d %H:%M:%S")})
     out = json.loads(a.out.read_text()) if a.out.exists() else {}

@@ -53,6 +53,10 @@ __all__ = [
 
 log = logging.getLogger("cukd.library")
 
+#: ``cukd duplicates --level`` choices: core.library.search.DUPLICATE_LEVELS, spelled out
+#: so that the parser needs no faiss import (a test checks that they agree).
+DUPLICATE_LEVELS = ("strict", "normal", "loose")
+
 #: Prefix of the test-only ``--model`` value selecting the TinyEncoder.
 TINY_PREFIX = "tiny:"
 #: The shipped default model, relative to the folder holding the ``core`` package.
@@ -531,7 +535,7 @@ def _cmd_search(a: argparse.Namespace) -> int:
 
 def _cmd_duplicates(a: argparse.Namespace) -> int:
     with _open_library(a, need_model=False) as lib:
-        groups = [] if lib is None else lib.duplicates()
+        groups = [] if lib is None else lib.duplicates(a.level)
     if a.json:
         _print_json([{"tier": g.tier, "files": [
             {"file_id": f.id, "path": f.path, "size": f.size, "width": f.width,
@@ -650,6 +654,11 @@ def add_commands(subparsers: Any) -> None:
     d = subparsers.add_parser("duplicates", parents=[common],
                               help="groups of identical and near-duplicate photos")
     d.add_argument("--json", action="store_true")
+    d.add_argument("--level", choices=DUPLICATE_LEVELS, default="normal",
+                   help="how alike photos must be: strict = the same picture resized, "
+                        "recompressed, recoloured or mirrored; normal = also crops and "
+                        "other edits (default); loose = also look-alikes such as other "
+                        "shots of the same scene")
     d.set_defaults(func=_guarded(_cmd_duplicates))
 
 

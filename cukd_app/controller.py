@@ -241,7 +241,7 @@ class AppController(QObject):
         self.win.tabs.setCurrentWidget(self.win.duplicates_view)
         if self.ctx.library.has_model:
             self.win.duplicates_view.set_busy(True)
-        self.ctx.library.find_duplicates()
+        self.ctx.library.find_duplicates(self.win.duplicates_view.level())
 
     @Slot(object)
     def _on_duplicates(self, groups: list) -> None:

@@ -121,6 +121,18 @@ def test_duplicates(scanned: Path, photos: Path, capsys) -> None:
         str(photos / "copy_of_p0.jpg"), str(photos / "p0.jpg")]
     rc, out, _ = run(capsys, "duplicates", "--library", str(scanned))
     assert rc == 0 and "identical (2 files)" in out
+    # every level keeps the byte copy; a looser level groups at least as many files
+    grouped = {}
+    for level in cli_library.DUPLICATE_LEVELS:
+        found = run_json(capsys, "duplicates", "--library", str(scanned), "--level", level)
+        assert any(g["tier"] == "identical" for g in found)
+        grouped[level] = {f["path"] for g in found for f in g["files"]}
+    assert grouped["strict"] <= grouped["normal"] <= grouped["loose"]
+    from core.library.search import DUPLICATE_LEVELS
+
+    assert cli_library.DUPLICATE_LEVELS == DUPLICATE_LEVELS
+    with pytest.raises(SystemExit):
+        main(["duplicates", "--library", str(scanned), "--level", "sloppy"])
 
 
 def test_remove_forgets_the_folder_not_the_files(scanned: Path, photos: Path, capsys) -> None:

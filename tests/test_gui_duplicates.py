@@ -9,7 +9,7 @@ from PIL import Image
 
 from cukd_app.app import MainWindow
 from cukd_app.testing import make_test_context, open_library, show_window
-from tests.library_helpers import make_tree
+from tests.library_helpers import make_image, make_tree
 
 
 def test_duplicates_view_groups_side_by_side(qtbot, tmp_path: Path) -> None:
@@ -34,6 +34,37 @@ def test_duplicates_view_groups_side_by_side(qtbot, tmp_path: Path) -> None:
         assert view.model.rowCount() == len(groups[0].files)
         qtbot.waitUntil(lambda: all(view.model.index(r).data(0x0100 + 6) == "ready"
                                     for r in range(view.model.rowCount())), timeout=10000)
+    finally:
+        ctx.close()
+
+
+def test_match_level_regroups(qtbot, tmp_path: Path) -> None:
+    # A 5 % crop: a near-duplicate by the model's cosine, not by pHash.
+    photos = tmp_path / "photos"
+    make_tree(photos, 4, start_seed=100)
+    im = make_image(9, (160, 120))
+    im.save(photos / "full.png")
+    im.crop((8, 6, 152, 114)).save(photos / "crop.png")
+    ctx = make_test_context(tmp_path)
+    try:
+        win = show_window(qtbot, ctx)
+        open_library(qtbot, ctx, [photos])
+        view = win.duplicates_view
+        assert view.level() == "normal"
+        with qtbot.waitSignal(ctx.library.duplicatesReady, timeout=10000) as blocker:
+            view.find_btn.click()
+
+        def has_crop_pair(groups) -> bool:
+            return any({"full.png", "crop.png"} <= {Path(f.path).name for f in g.files}
+                       for g in groups)
+
+        assert has_crop_pair(blocker.args[0])
+        # Choosing another level recomputes the groups at once.
+        with qtbot.waitSignal(ctx.library.duplicatesReady, timeout=10000) as blocker:
+            view.level_box.setCurrentIndex(view.level_box.findData("strict"))
+        assert view.level() == "strict" and not has_crop_pair(blocker.args[0])
+        qtbot.waitUntil(lambda: view.find_btn.isEnabled(), timeout=5000)
+        assert view.summary.text().startswith(("No duplicates", f"{view.groups.count()} groups"))
     finally:
         ctx.close()
 

@@ -309,8 +309,16 @@ def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_pa
         grouped = any({crop.id, full.id} <= {f.id for f in g.files} for g in lib.duplicates())
         if calibrated is None:  # the fallback 0.95
             assert hit.score >= 0.95 and hit.tier == "near_duplicate" and grouped
+            # the strict level trusts pHash only, so the crop is not grouped there
+            assert not any({crop.id, full.id} <= {f.id for f in g.files}
+                           for g in lib.duplicates("strict"))
+            with pytest.raises(ValueError):
+                lib.duplicates("sloppy")
         else:
             assert hit.score < calibrated and hit.tier == "similar" and not grouped
+            # the loose level takes look-alikes down to cosine 0.95: the crop is in
+            assert any({crop.id, full.id} <= {f.id for f in g.files}
+                       for g in lib.duplicates("loose"))
             # A user who fixed the threshold keeps it.
             lib.config = replace(lib.config, search=replace(
                 lib.config.search, thresholds=TierThresholds(model_calibrated=False)))

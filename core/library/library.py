@@ -41,6 +41,7 @@ from .search import (
     SearchConfig,
     SearchHit,
     TierThresholds,
+    duplicate_level,
     find_duplicates,
     phash_codes,
     prepare_query,
@@ -414,12 +415,17 @@ class Library:
                                mirror_phash_radius=self.config.search.mirror_phash_radius),
                           embeddings=store)
 
-    def duplicates(self) -> list[DuplicateGroup]:
-        """Groups of identical / near-duplicate files over the whole library."""
+    def duplicates(self, level: str = "normal") -> list[DuplicateGroup]:
+        """Groups of identical / near-duplicate files over the whole library.
+
+        Args:
+            level: how alike files must be, one of
+                :data:`~core.library.search.DUPLICATE_LEVELS`.
+        """
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
-                               thresholds=self._thresholds(encoder),
+                               thresholds=duplicate_level(self._thresholds(encoder), level),
                                mirror_phash_radius=self.config.search.mirror_phash_radius)
 
     # ----------------------------------------------------------------- status

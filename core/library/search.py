@@ -47,6 +47,7 @@ from .index import BinaryIndex
 from .scanner import decode_for_index, reduce_for_index
 
 __all__ = [
+    "DUPLICATE_LEVELS",
     "TIERS",
     "DuplicateGroup",
     "Query",
@@ -55,6 +56,7 @@ __all__ = [
     "TierThresholds",
     "calibrate_near_duplicate_cosine",
     "centre_linkage",
+    "duplicate_level",
     "find_duplicates",
     "hamming_matrix",
     "order_hits",
@@ -96,6 +98,26 @@ class TierThresholds:
         if not self.model_calibrated or value is None:
             return self
         return replace(self, near_duplicate_cosine=float(value))
+
+
+#: How alike two files must be to share a duplicate group (``Library.duplicates(level=)``):
+#: ``strict``: the same picture by pHash (resized, recompressed, recoloured, mirrored);
+#: ``normal``: also crops and other edits by the model's calibrated cosine;
+#: ``loose``: also look-alikes, cosine >= ``LOOSE_COSINE`` (different shots of one scene).
+DUPLICATE_LEVELS = ("strict", "normal", "loose")
+LOOSE_COSINE = 0.95
+
+
+def duplicate_level(thresholds: TierThresholds, level: str) -> TierThresholds:
+    """``thresholds`` adjusted to a :data:`DUPLICATE_LEVELS` level."""
+    if level == "strict":
+        return replace(thresholds, near_duplicate_cosine=math.inf)
+    if level == "loose":
+        return replace(thresholds, near_duplicate_cosine=min(
+            thresholds.near_duplicate_cosine, LOOSE_COSINE))
+    if level != "normal":
+        raise ValueError(f"level must be one of {DUPLICATE_LEVELS}, not {level!r}")
+    return thresholds
 
 
 #: Share of distinct photos allowed a cosine-only "near-duplicate" among the calibration set.

@@ -568,15 +568,16 @@ class LibraryService(QObject):
             out.setdefault(rec.root_id, []).append(RootError(rec.path, rec.error or "error"))
         return {k: tuple(v) for k, v in out.items()}
 
-    def find_duplicates(self) -> None:
-        """Compute duplicate groups off the GUI thread (→ ``duplicatesReady``)."""
+    def find_duplicates(self, level: str = "normal") -> None:
+        """Compute duplicate groups off the GUI thread (→ ``duplicatesReady``); ``level``:
+        one of ``core.library.search.DUPLICATE_LEVELS``."""
         if self.library is None:
             self.notifier.warning("Finding duplicates needs a model; none is installed.")
             return
         lib = self.library
-        self._submit(self._reader, Worker("Finding duplicates", lib.duplicates),
+        self._submit(self._reader, Worker("Finding duplicates", lib.duplicates, level),
                      self.duplicatesReady.emit)
 
-    def duplicates_blocking(self) -> list[DuplicateGroup]:
+    def duplicates_blocking(self, level: str = "normal") -> list[DuplicateGroup]:
         """Duplicate groups (caller's thread; for scripts and tests)."""
-        return self.library.duplicates() if self.library is not None else []
+        return self.library.duplicates(level) if self.library is not None else []

@@ -6,6 +6,7 @@ import os
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
+    QComboBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -21,7 +22,17 @@ from core.library import DuplicateGroup, FileRecord, SearchHit
 from cukd_app.results_model import TIER_LABELS, ResultsModel, format_size
 from cukd_app.views.results_view import ResultsGrid
 
-__all__ = ["DuplicatesView", "exact_copies", "group_hits", "order_groups"]
+__all__ = ["LEVELS", "DuplicatesView", "exact_copies", "group_hits", "order_groups"]
+
+#: ``(level, label, tooltip)`` of the match levels (core.library.search.DUPLICATE_LEVELS).
+LEVELS = (
+    ("strict", "Same picture",
+     "Copies that were resized, recompressed, recoloured or mirrored (by pHash)."),
+    ("normal", "Same picture or edited",
+     "Also crops and other edits the model recognises (the default)."),
+    ("loose", "Also look-alikes",
+     "Also different shots of the same scene: bursts, retakes. Check before you tidy up."),
+)
 
 
 def _same_bytes(a: FileRecord, b: FileRecord) -> bool:
@@ -61,7 +72,8 @@ class DuplicatesView(QWidget):
     """Group list on the left, the selected group's photos side by side on the right.
 
     Signals:
-        findRequested(): compute the groups.
+        findRequested(): compute the groups (at :meth:`level`); also sent when the user
+            changes the level after groups were shown.
     """
 
     findRequested = Signal()
@@ -75,9 +87,19 @@ class DuplicatesView(QWidget):
         self.summary = QLabel("Find copies and near-copies across the whole library. "
                               "Nothing is deleted.")
         self.summary.setWordWrap(True)
+        self.level_box = QComboBox()
+        self.level_box.setObjectName("duplicateLevel")
+        for level, label, tip in LEVELS:
+            self.level_box.addItem(label, level)
+            self.level_box.setItemData(self.level_box.count() - 1, tip,
+                                       Qt.ItemDataRole.ToolTipRole)
+        self.level_box.setCurrentIndex(self.level_box.findData("normal"))
+        self.level_box.setToolTip("How alike photos must be to count as duplicates")
+        self.level_box.currentIndexChanged.connect(self._level_changed)
         top = QHBoxLayout()
         top.setContentsMargins(6, 4, 6, 4)
         top.addWidget(self.find_btn)
+        top.addWidget(self.level_box)
         top.addWidget(self.summary, 1)
         self.groups = QListWidget()
         self.groups.setObjectName("duplicateGroups")
@@ -106,6 +128,15 @@ class DuplicatesView(QWidget):
         lay.addLayout(top)
         lay.addWidget(self.splitter, 1)
         self._groups: list[DuplicateGroup] = []
+        self._shown = False  # groups were computed at least once
+
+    def level(self) -> str:
+        """The chosen match level (``strict`` | ``normal`` | ``loose``)."""
+        return str(self.level_box.currentData())
+
+    def _level_changed(self) -> None:
+        if self._shown and self.find_btn.isEnabled():
+            self.findRequested.emit()
 
     def set_busy(self, busy: bool) -> None:
         """While groups are being computed."""
@@ -115,6 +146,7 @@ class DuplicatesView(QWidget):
 
     def set_groups(self, groups: list[DuplicateGroup]) -> None:
         """Show groups (largest first)."""
+        self._shown = True
         self._groups = order_groups(list(groups))
         self.groups.clear()
         for g in self._groups:
