@@ -287,6 +287,10 @@ def test_calibrate_near_duplicate_cosine():
     assert calibrate_near_duplicate_cosine(np.concatenate([base, base])) == 0.99
     assert calibrate_near_duplicate_cosine(np.concatenate([base, base]), cap=1.0) > 0.999
     assert calibrate_near_duplicate_cosine(base[:1]) == 0.95
+    # A subsample spread over the whole set: the twins at the end still count.
+    spread = calibrate_near_duplicate_cosine(
+        np.concatenate([unit(rng.standard_normal((300, 64))), base, twins]), max_images=300)
+    assert spread > 0.955
 
 
 @pytest.mark.parametrize("calibrated", [None, 0.999])

@@ -411,8 +411,7 @@ class Library:
         return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
                           code_index=index, phash_index=self.phash_index, k=k, radius=radius,
                           config=replace(self.config.search,
-                                         thresholds=self._thresholds(encoder),
-                               mirror_phash_radius=self.config.search.mirror_phash_radius),
+                                         thresholds=self._thresholds(encoder)),
                           embeddings=store)
 
     def duplicates(self, level: str = "normal") -> list[DuplicateGroup]:

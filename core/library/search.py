@@ -138,9 +138,12 @@ def calibrate_near_duplicate_cosine(
     0.95), so a fixed threshold flags them as duplicates.
 
     Args:
-        embeddings: float ``[N, E]`` L2-normalised embeddings (the first ``max_images``).
+        embeddings: float ``[N, E]`` L2-normalised embeddings (at most ``max_images``,
+            evenly spread, are used: a set listed folder by folder stays balanced).
     """
-    e = np.asarray(embeddings, dtype=np.float32)[:max_images]
+    e = np.asarray(embeddings, dtype=np.float32)
+    if len(e) > max_images:
+        e = e[np.linspace(0, len(e) - 1, max_images).round().astype(np.int64)]
     if len(e) < 2:
         return floor
     top = np.empty(len(e), dtype=np.float32)
