@@ -21,10 +21,12 @@ from core.library.search import (
     TierThresholds,
     calibrate_near_duplicate_cosine,
     centre_linkage,
+    find_duplicates,
     hamming_matrix,
     order_hits,
 )
 from core.library.testing import TinyEncoder
+from core.library.verify import CROP_SCORE_MIN, CropVerifier, crop_score
 from tests.library_helpers import make_image, make_tree, open_library, write_image
 
 
@@ -267,6 +269,27 @@ def test_find_duplicates_keeps_unlike_copies_with_their_photo(tmp_path):
         lib.close()
 
 
+def test_crop_score_finds_a_crop_inside_its_photo_not_another_photo(tmp_path):
+    photo = make_image(9, (160, 120)).convert("L")
+    photo.thumbnail((64, 64))
+    crop = make_image(9, (160, 120)).crop((30, 10, 150, 100)).convert("L")  # 56 % of the area
+    crop.thumbnail((64, 64))
+    other = make_image(10, (160, 120)).convert("L")
+    other.thumbnail((64, 64))
+    assert crop_score(photo, crop) >= CROP_SCORE_MIN
+    assert crop_score(crop, photo) == crop_score(photo, crop)  # either way round
+    assert crop_score(photo, other) < CROP_SCORE_MIN
+    flat = Image.new("L", (40, 30), 128)
+    assert crop_score(photo, flat) <= 0.0  # a flat patch proves nothing
+    # The verifier reads files (read-only) and never accepts an unreadable one.
+    make_image(9, (160, 120)).save(tmp_path / "photo.png")
+    make_image(9, (160, 120)).crop((30, 10, 150, 100)).save(tmp_path / "crop.jpg", quality=90)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    check = CropVerifier()
+    assert check(tmp_path / "photo.png", tmp_path / "crop.jpg")
+    assert not check(tmp_path / "photo.png", tmp_path / "broken.jpg")
+
+
 def test_calibrate_near_duplicate_cosine():
     rng = np.random.default_rng(0)
 
@@ -319,8 +342,16 @@ def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_pa
             with pytest.raises(ValueError):
                 lib.duplicates("sloppy")
         else:
-            assert hit.score < calibrated and hit.tier == "similar" and not grouped
-            # the loose level takes look-alikes down to cosine 0.95: the crop is in
+            assert hit.score < calibrated and hit.tier == "similar"
+            # By the cosine alone the crop is no near-duplicate at this calibration ...
+            by_cosine = find_duplicates(
+                catalog=lib.catalog, model_id=encoder.model_id, code_index=lib.index,
+                phash_index=lib.phash_index, thresholds=TierThresholds(
+                    near_duplicate_cosine=calibrated))
+            assert not any({crop.id, full.id} <= {f.id for f in g.files} for g in by_cosine)
+            # ... but the pixel check of the normal level finds it inside the photo, and the
+            # loose level takes look-alikes down to cosine 0.95.
+            assert grouped
             assert any({crop.id, full.id} <= {f.id for f in g.files}
                        for g in lib.duplicates("loose"))
             # A user who fixed the threshold keeps it.
@@ -335,8 +366,8 @@ def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_pa
     stand_in = SimpleNamespace(model_id=encoder.model_id, n_bits=encoder.n_bits,
                                embed_dim=encoder.embed_dim, input_size=32, encode=None)
     with Library.open(tmp_path / "lib", stand_in) as lib:
-        grouped = any({crop.id, full.id} <= {f.id for f in g.files} for g in lib.duplicates())
-        assert grouped == (calibrated is None)
+        hit = next(h for h in lib.search(full.id, k=5) if h.file_id == crop.id)
+        assert hit.tier == ("near_duplicate" if calibrated is None else "similar")
 
 
 def test_model_change_reencodes_in_background_and_swaps(tmp_path):

@@ -47,6 +47,7 @@ from .search import (
     prepare_query,
     run_search,
 )
+from .verify import CropVerifier
 from .watcher import LibraryWatcher, WatchConfig
 
 __all__ = ["Library", "LibraryConfig", "LibraryStatus", "ModelChange"]
@@ -425,7 +426,8 @@ class Library:
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
                                thresholds=duplicate_level(self._thresholds(encoder), level),
-                               mirror_phash_radius=self.config.search.mirror_phash_radius)
+                               mirror_phash_radius=self.config.search.mirror_phash_radius,
+                               check_pair=CropVerifier() if level == "normal" else None)
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:

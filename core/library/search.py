@@ -534,6 +534,7 @@ def find_duplicates(
     *, catalog: Catalog, model_id: str, code_index: BinaryIndex,
     phash_index: BinaryIndex | None, thresholds: TierThresholds = TierThresholds(),
     neighbours: int = 8, chunk: int = 4096, mirror_phash_radius: int = 4,
+    check_pair: Callable[[str, str], bool] | None = None, check_floor: float = LOOSE_COSINE,
 ) -> list[DuplicateGroup]:
     """Group the whole library into sets of identical / near-duplicate files.
 
@@ -545,6 +546,10 @@ def find_duplicates(
     the group) and the files compatible with it, so look-alikes do not chain. A group is
     ``identical`` if all its files share one fingerprint, or one pixel size and pHash
     distance ``<= identical_phash`` to the first, else ``near_duplicate``.
+
+    ``check_pair(path_a, path_b)``, when given, looks at the pixels of near neighbours whose
+    cosine is between ``check_floor`` and ``near_duplicate_cosine`` (crops, mostly: see
+    :class:`core.library.verify.CropVerifier`); the pairs it accepts are compatible too.
     """
     parent: dict[int, int] = {}
 
@@ -579,6 +584,7 @@ def find_duplicates(
     link_hashes(mirror_ids, mirrors, mirror_phash_radius)
     e_ids, embs = catalog.all_embeddings(model_id)
     pos = {int(i): j for j, i in enumerate(e_ids)}
+    to_check: set[tuple[int, int]] = set()
     if len(e_ids) > 1:
         for s in range(0, len(e_ids), chunk):
             part = e_ids[s:s + chunk]
@@ -591,8 +597,20 @@ def find_duplicates(
                     b = int(b)
                     if b < 0 or b == a or b not in pos:
                         continue
-                    if float(ea @ embs[pos[b]]) >= thresholds.near_duplicate_cosine:
+                    cos = float(ea @ embs[pos[b]])
+                    if cos >= thresholds.near_duplicate_cosine:
                         link(a, b)
+                    elif check_pair is not None and cos >= check_floor:
+                        to_check.add((min(a, b), max(a, b)))
+    checked: set[tuple[int, int]] = set()
+    if to_check:
+        recs = catalog.get_files(sorted({i for pair in to_check for i in pair}))
+        for a, b in sorted(to_check):
+            if a in recs and b in recs and check_pair(recs[a].path, recs[b].path):
+                checked.add((a, b))
+                link(a, b)
+        logger.info("duplicates: %d of %d look-alike pairs pass the pixel check",
+                    len(checked), len(to_check))
     components: dict[int, list[int]] = {}
     for x in list(parent):
         components.setdefault(find(x), []).append(x)
@@ -602,7 +620,7 @@ def find_duplicates(
     for members in components.values():
         members = sorted(members)
         compatible = _Compatibility(members, ph_of, mirror_of, pos, embs, thresholds,
-                                    mirror_phash_radius)
+                                    mirror_phash_radius, checked)
         for positions in centre_linkage(len(members), compatible):
             group = [members[j] for j in positions]
             recs = [r for r in (catalog.get_file(i) for i in group) if r is not None]
@@ -625,12 +643,15 @@ class _Compatibility:
     """``compatible(j, others)`` for :func:`centre_linkage` over one component's members:
     pHash distance ``<= near_duplicate_phash``, mirror-image pHash (either way round) within
     ``mirror_radius``, or embedding cosine ``>= near_duplicate_cosine`` (each measure where
-    both files have one). One row at a time, so a large component never needs an ``n x n``
-    matrix."""
+    both files have one), or a ``checked`` pair (ids, smaller first). One row at a time, so
+    a large component never needs an ``n x n`` matrix."""
 
     def __init__(self, members: Sequence[int], ph_of: dict[int, int],
                  mirror_of: dict[int, int], pos: dict[int, int], embs: np.ndarray,
-                 thresholds: TierThresholds, mirror_radius: int) -> None:
+                 thresholds: TierThresholds, mirror_radius: int,
+                 checked: set[tuple[int, int]]) -> None:
+        self.members = list(members)
+        self.checked = checked
         self.t = thresholds
         self.mirror_radius = mirror_radius
         self.has_ph = np.array([m in ph_of for m in members], dtype=bool)
@@ -658,4 +679,8 @@ class _Compatibility:
             cos = np.full(len(b), -1.0, dtype=np.float32)
             cos[eb] = self.emb[self.row[b[eb]]] @ self.emb[self.row[j]]
             ok |= cos >= self.t.near_duplicate_cosine
+        if self.checked:
+            m = self.members[j]
+            ok |= np.array([(min(m, self.members[o]), max(m, self.members[o])) in self.checked
+                            for o in b.tolist()], dtype=bool)
         return ok
