@@ -354,6 +354,7 @@ def test_model_calibrated_near_duplicate_cosine_decides_cosine_only_tiers(tmp_pa
             assert grouped
             assert any({crop.id, full.id} <= {f.id for f in g.files}
                        for g in lib.duplicates("loose"))
+            assert lib.duplicates(should_stop=lambda: True) == []  # stopped in the check
             # A user who fixed the threshold keeps it.
             lib.config = replace(lib.config, search=replace(
                 lib.config.search, thresholds=TierThresholds(model_calibrated=False)))

@@ -415,19 +415,23 @@ class Library:
                                          thresholds=self._thresholds(encoder)),
                           embeddings=store)
 
-    def duplicates(self, level: str = "normal") -> list[DuplicateGroup]:
+    def duplicates(self, level: str = "normal", *,
+                   should_stop: Callable[[], bool] | None = None) -> list[DuplicateGroup]:
         """Groups of identical / near-duplicate files over the whole library.
 
         Args:
             level: how alike files must be, one of
                 :data:`~core.library.search.DUPLICATE_LEVELS`.
+            should_stop: polled during the pixel checks of the ``normal`` level; a stop
+                returns ``[]``.
         """
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
                                code_index=index, phash_index=self.phash_index,
                                thresholds=duplicate_level(self._thresholds(encoder), level),
                                mirror_phash_radius=self.config.search.mirror_phash_radius,
-                               check_pair=CropVerifier() if level == "normal" else None)
+                               check_pair=CropVerifier() if level == "normal" else None,
+                               should_stop=should_stop)
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:

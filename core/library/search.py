@@ -535,6 +535,7 @@ def find_duplicates(
     phash_index: BinaryIndex | None, thresholds: TierThresholds = TierThresholds(),
     neighbours: int = 8, chunk: int = 4096, mirror_phash_radius: int = 4,
     check_pair: Callable[[str, str], bool] | None = None, check_floor: float = LOOSE_COSINE,
+    should_stop: Callable[[], bool] | None = None,
 ) -> list[DuplicateGroup]:
     """Group the whole library into sets of identical / near-duplicate files.
 
@@ -550,6 +551,7 @@ def find_duplicates(
     ``check_pair(path_a, path_b)``, when given, looks at the pixels of near neighbours whose
     cosine is between ``check_floor`` and ``near_duplicate_cosine`` (crops, mostly: see
     :class:`core.library.verify.CropVerifier`); the pairs it accepts are compatible too.
+    ``should_stop`` is polled between those checks (the slow part); a stop returns ``[]``.
     """
     parent: dict[int, int] = {}
 
@@ -606,6 +608,8 @@ def find_duplicates(
     if to_check:
         recs = catalog.get_files(sorted({i for pair in to_check for i in pair}))
         for a, b in sorted(to_check):
+            if should_stop is not None and should_stop():
+                return []
             if a in recs and b in recs and check_pair(recs[a].path, recs[b].path):
                 checked.add((a, b))
                 link(a, b)

@@ -147,6 +147,9 @@ class LibraryService(QObject):
         self._reader.setMaxThreadCount(1)
         self._changer = QThreadPool(self)  # model changes (they interleave with scans)
         self._changer.setMaxThreadCount(1)
+        self._finder = QThreadPool(self)  # duplicates: seconds on a large library
+        self._finder.setMaxThreadCount(1)
+        self._dup_worker: Worker | None = None
         self._change_worker: Worker | None = None
         self._pending_writes = 0
         self._workers: set[Worker] = set()
@@ -352,9 +355,12 @@ class LibraryService(QObject):
         self.cancel_indexing()
         self.cancel_model_change()
         self._snap_timer.stop()
+        if self._dup_worker is not None:
+            self._dup_worker.cancel()
         self._changer.waitForDone(timeout_ms)
         self._writer.waitForDone(timeout_ms)
         self._reader.waitForDone(timeout_ms)
+        self._finder.waitForDone(timeout_ms)
         if self.library is not None:
             self.library.close()
             self.library = None
@@ -574,9 +580,16 @@ class LibraryService(QObject):
         if self.library is None:
             self.notifier.warning("Finding duplicates needs a model; none is installed.")
             return
-        lib = self.library
-        self._submit(self._reader, Worker("Finding duplicates", lib.duplicates, level),
-                     self.duplicatesReady.emit)
+        if self._dup_worker is not None:  # a newer request (another level) wins
+            self._dup_worker.cancel()
+        worker = Worker("Finding duplicates", self.library.duplicates, level)
+        self._dup_worker = worker
+
+        def done(groups: list[DuplicateGroup]) -> None:
+            if not worker.cancelled:
+                self.duplicatesReady.emit(groups)
+
+        self._submit(self._finder, worker, done)
 
     def duplicates_blocking(self, level: str = "normal") -> list[DuplicateGroup]:
         """Duplicate groups (caller's thread; for scripts and tests)."""
