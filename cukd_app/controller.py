@@ -105,6 +105,7 @@ class AppController(QObject):
         lib.snapshot.connect(self._on_snapshot)
         lib.indexState.connect(self._on_index_state)
         lib.duplicatesReady.connect(self._on_duplicates)
+        lib.duplicatesProgress.connect(self.win.duplicates_view.set_progress)
         lib.modelChanged.connect(self._on_model_changed)
         lib.modelChangeEnded.connect(self._on_model_change_ended)
         search.started.connect(self._on_search_started)

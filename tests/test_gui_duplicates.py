@@ -65,6 +65,12 @@ def test_match_level_regroups(qtbot, tmp_path: Path) -> None:
         assert view.level() == "strict" and not has_crop_pair(blocker.args[0])
         qtbot.waitUntil(lambda: view.find_btn.isEnabled(), timeout=5000)
         assert view.summary.text().startswith(("No duplicates", f"{view.groups.count()} groups"))
+        # the pixel check's progress shows while busy, and only then
+        view.set_progress(3, 10)
+        assert "3 / 10" not in view.summary.text()
+        view.set_busy(True)
+        view.set_progress(3, 10)
+        assert view.summary.text().endswith("checking look-alikes 3 / 10")
     finally:
         ctx.close()
 

@@ -47,7 +47,7 @@ from .search import (
     prepare_query,
     run_search,
 )
-from .verify import CropVerifier
+from .verify import CROP_CHECK_FLOOR, CropVerifier
 from .watcher import LibraryWatcher, WatchConfig
 
 __all__ = ["Library", "LibraryConfig", "LibraryStatus", "ModelChange"]
@@ -416,7 +416,9 @@ class Library:
                           embeddings=store)
 
     def duplicates(self, level: str = "normal", *,
-                   should_stop: Callable[[], bool] | None = None) -> list[DuplicateGroup]:
+                   should_stop: Callable[[], bool] | None = None,
+                   on_progress: Callable[[tuple[int, int]], None] | None = None,
+                   ) -> list[DuplicateGroup]:
         """Groups of identical / near-duplicate files over the whole library.
 
         Args:
@@ -424,6 +426,8 @@ class Library:
                 :data:`~core.library.search.DUPLICATE_LEVELS`.
             should_stop: polled during the pixel checks of the ``normal`` level; a stop
                 returns ``[]``.
+            on_progress: ``on_progress((done, total))`` over those pixel checks (one
+                argument, as the app's workers report progress).
         """
         encoder, index = self._encoder, self._index
         return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
@@ -431,7 +435,9 @@ class Library:
                                thresholds=duplicate_level(self._thresholds(encoder), level),
                                mirror_phash_radius=self.config.search.mirror_phash_radius,
                                check_pair=CropVerifier() if level == "normal" else None,
-                               should_stop=should_stop)
+                               check_floor=CROP_CHECK_FLOOR, should_stop=should_stop,
+                               on_progress=(None if on_progress is None else
+                                            lambda done, total: on_progress((done, total))))
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:

@@ -536,6 +536,7 @@ def find_duplicates(
     neighbours: int = 8, chunk: int = 4096, mirror_phash_radius: int = 4,
     check_pair: Callable[[str, str], bool] | None = None, check_floor: float = LOOSE_COSINE,
     should_stop: Callable[[], bool] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> list[DuplicateGroup]:
     """Group the whole library into sets of identical / near-duplicate files.
 
@@ -552,6 +553,7 @@ def find_duplicates(
     cosine is between ``check_floor`` and ``near_duplicate_cosine`` (crops, mostly: see
     :class:`core.library.verify.CropVerifier`); the pairs it accepts are compatible too.
     ``should_stop`` is polled between those checks (the slow part); a stop returns ``[]``.
+    ``on_progress(done, total)`` reports them (every 50 pairs and at the end).
     """
     parent: dict[int, int] = {}
 
@@ -607,12 +609,16 @@ def find_duplicates(
     checked: set[tuple[int, int]] = set()
     if to_check:
         recs = catalog.get_files(sorted({i for pair in to_check for i in pair}))
-        for a, b in sorted(to_check):
+        for n, (a, b) in enumerate(sorted(to_check)):
             if should_stop is not None and should_stop():
                 return []
+            if on_progress is not None and n % 50 == 0:
+                on_progress(n, len(to_check))
             if a in recs and b in recs and check_pair(recs[a].path, recs[b].path):
                 checked.add((a, b))
                 link(a, b)
+        if on_progress is not None:
+            on_progress(len(to_check), len(to_check))
         logger.info("duplicates: %d of %d look-alike pairs pass the pixel check",
                     len(checked), len(to_check))
     components: dict[int, list[int]] = {}

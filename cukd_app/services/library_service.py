@@ -105,6 +105,7 @@ class LibraryService(QObject):
         indexState(IndexState): indexing started/progressed/paused/stopped.
         scanFinished(int, ScanResult): one folder's scan ended (root id).
         duplicatesReady(list): ``DuplicateGroup`` list.
+        duplicatesProgress(int, int): look-alike pairs checked so far, and in all.
         idle(): the writer queue became empty.
         modelChangeProgress(ScanProgress): re-encoding with the next model progressed.
         modelChanged(ModelInfo): the new model is active (re-encoded and swapped).
@@ -117,6 +118,7 @@ class LibraryService(QObject):
     indexState = Signal(object)
     scanFinished = Signal(int, object)
     duplicatesReady = Signal(object)
+    duplicatesProgress = Signal(int, int)
     idle = Signal()
     modelChangeProgress = Signal(object)
     modelChanged = Signal(object)
@@ -588,6 +590,12 @@ class LibraryService(QObject):
         def done(groups: list[DuplicateGroup]) -> None:
             if not worker.cancelled:
                 self.duplicatesReady.emit(groups)
+
+        def progress(p: tuple[int, int]) -> None:
+            if not worker.cancelled:
+                self.duplicatesProgress.emit(*p)
+
+        worker.signals.progress.connect(progress)
 
         self._submit(self._finder, worker, done)
 

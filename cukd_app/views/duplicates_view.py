@@ -144,6 +144,12 @@ class DuplicatesView(QWidget):
         if busy:
             self.summary.setText("Looking for duplicates…")
 
+    def set_progress(self, done: int, total: int) -> None:
+        """While the pixel check looks at look-alike pairs (crops)."""
+        if not self.find_btn.isEnabled() and total:
+            self.summary.setText(f"Looking for duplicates… checking look-alikes {done} / "
+                                 f"{total}")
+
     def set_groups(self, groups: list[DuplicateGroup]) -> None:
         """Show groups (largest first)."""
         self._shown = True
