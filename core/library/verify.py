@@ -5,15 +5,15 @@ of the same kind of scene (cosine ~0.96 for both with the default model), so the
 alone cannot tell them apart. The pixels can: the crop reappears inside the photo. Both are
 reduced to small grey thumbnails; the smaller (in content) is resized over a range of scales
 at which it covers 40-100 % of the other, slid over it, and the best normalised
-cross-correlation is the score. Crops of a photo score above 0.95, different shots of one
-scene mostly below 0.9 (docs/benchmarks/duplicates.md).
+cross-correlation is the score. On the duplicates benchmark every 50-90 % crop scored at
+least 0.92 against its photo and its unmirrored copies, and 606 of 607 pairs of different
+photos scored below 0.9 (docs/benchmarks/duplicates.md).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -129,7 +129,3 @@ class CropVerifier:
         first = crop_score(self._half(os.fspath(path_a), a), self._half(os.fspath(path_b), b),
                            n_scales=4)
         return first >= COARSE_SCORE_MIN and crop_score(a, b) >= self.min_score
-
-
-#: What :func:`core.library.search.find_duplicates` accepts as a pair check.
-PairCheck = Callable[[str, str], bool]
