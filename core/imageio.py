@@ -32,6 +32,7 @@ __all__ = [
     "hamming64",
     "is_image_path",
     "load_image",
+    "mirror_phash",
     "open_image",
     "phash",
     "register_codecs",
@@ -301,6 +302,11 @@ def phash(image: Image.Image, hash_size: int = 8, highfreq_factor: int = 4) -> i
         value = (value << 1) | int(b)
     return value
 
+
+
+def mirror_phash(image: Image.Image) -> int:
+    """:func:`phash` of the image mirrored left-right (a flipped copy's pHash matches it)."""
+    return phash(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
 
 def hamming64(a: int, b: int) -> int:
     """Hamming distance between two 64-bit hashes (signed or unsigned ints)."""

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from ..imageio import ImageLoadError, file_fingerprint, is_image_path, open_image, phash
+from ..imageio import (
+    ImageLoadError,
+    file_fingerprint,
+    is_image_path,
+    mirror_phash,
+    open_image,
+    phash,
+)
 from .catalog import Catalog, FileRecord, RootInfo
 from .encoder import ImageEncoder, check_encoder_output
 
@@ -204,7 +211,7 @@ def decode_for_index(
             except OSError as exc:
                 raise ImageLoadError(p, "unreadable", str(exc)) from exc
         return DecodedFile(p, img, phash(img), loaded.width, loaded.height, fp,
-                           mirror_phash=phash(img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+                           mirror_phash=mirror_phash(img))
     except ImageLoadError as exc:
         return DecodedFile(p, None, error=exc)
     except Exception as exc:  # a decoder bug must not stop a scan

@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from ..imageio import ImageLoadError, phash
+from ..imageio import ImageLoadError, mirror_phash, phash
 from .catalog import Catalog, FileRecord
 from .embeddings import EmbeddingStore
 from .encoder import ImageEncoder, check_encoder_output
@@ -269,6 +269,7 @@ def prepare_query(
     exclude_id = fingerprint = size = None
     dims: tuple[int, int] | None = None
     image: Image.Image | None = None
+    hashes: tuple[int | None, int | None] = (None, None)  # (pHash, mirror pHash) if decoded
 
     def stored_query(rec: FileRecord) -> Query | None:
         stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
@@ -308,13 +309,17 @@ def prepare_query(
             raise decoded.error
         image, fingerprint, size = decoded.image, decoded.fingerprint, st.st_size
         dims = (decoded.width, decoded.height) if decoded.width and decoded.height else None
+        hashes = (decoded.phash, decoded.mirror_phash)
     assert image is not None
     images = [image if t is None else image.transpose(t)
               for t in (_ORIENTATIONS if robust else _ORIENTATIONS[:1])]
     codes, emb = _encode_images(encoder, images)
-    mirror = None if robust else phash(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
-    return Query(codes, emb, tuple(phash(im) for im in images), exclude_id, fingerprint, size,
-                 dims, mirror)
+    if robust:
+        phashes, mirror = tuple(phash(im) for im in images), None
+    else:  # the decode's hashes, when the query was a file
+        phashes = (hashes[0] if hashes[0] is not None else phash(image),)
+        mirror = hashes[1] if hashes[1] is not None else mirror_phash(image)
+    return Query(codes, emb, phashes, exclude_id, fingerprint, size, dims, mirror)
 
 
 def _tier(

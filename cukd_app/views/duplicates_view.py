@@ -19,20 +19,22 @@ from PySide6.QtWidgets import (
 
 from core.imageio import hamming64
 from core.library import DuplicateGroup, FileRecord, SearchHit
+from core.library.search import DUPLICATE_LEVELS
 from cukd_app.results_model import TIER_LABELS, ResultsModel, format_size
 from cukd_app.views.results_view import ResultsGrid
 
 __all__ = ["LEVELS", "DuplicatesView", "exact_copies", "group_hits", "order_groups"]
 
-#: ``(level, label, tooltip)`` of the match levels (core.library.search.DUPLICATE_LEVELS).
-LEVELS = (
-    ("strict", "Same picture",
-     "Copies that were resized, recompressed, recoloured or mirrored (by pHash)."),
-    ("normal", "Same picture or edited",
-     "Also crops and other edits the model recognises (the default)."),
-    ("loose", "Also look-alikes",
-     "Also different shots of the same scene: bursts, retakes. Check before you tidy up."),
-)
+#: ``{level: (label, tooltip)}`` of every level in core.library.search.DUPLICATE_LEVELS.
+LEVELS = {
+    "strict": ("Same picture",
+               "Copies that were resized, recompressed, recoloured or mirrored (by pHash)."),
+    "normal": ("Same picture or edited",
+               "Also crops and other edits the model recognises (the default)."),
+    "loose": ("Also look-alikes",
+              "Also different shots of the same scene: bursts, retakes. Check before you "
+              "tidy up."),
+}
 
 
 def _same_bytes(a: FileRecord, b: FileRecord) -> bool:
@@ -89,7 +91,8 @@ class DuplicatesView(QWidget):
         self.summary.setWordWrap(True)
         self.level_box = QComboBox()
         self.level_box.setObjectName("duplicateLevel")
-        for level, label, tip in LEVELS:
+        for level in DUPLICATE_LEVELS:  # a level without a label fails here, not silently
+            label, tip = LEVELS[level]
             self.level_box.addItem(label, level)
             self.level_box.setItemData(self.level_box.count() - 1, tip,
                                        Qt.ItemDataRole.ToolTipRole)
