@@ -23,11 +23,14 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "ALLOWED_FORMATS",
     "IMAGE_EXTENSIONS",
     "LOAD_ERROR_REASONS",
+    "MAX_DECODE_BYTES",
     "MAX_IMAGE_PIXELS",
     "ImageLoadError",
     "LoadedImage",
+    "decode_bytes",
     "file_fingerprint",
     "hamming64",
     "is_image_path",
@@ -52,6 +55,21 @@ LOAD_ERROR_REASONS = frozenset(
 
 #: Images with more pixels than this are refused as decompression bombs (≈ 200 MP).
 MAX_IMAGE_PIXELS = 200_000_000
+
+#: The only decoders a user's file is ever handed to, chosen by content (Pillow format names).
+#: All are pure raster decoders inside the process. Everything else is "not an image": in
+#: particular EPS/PostScript (Pillow would run Ghostscript on it), PDF, WMF and the
+#: scientific containers are never opened, whatever the file is named.
+ALLOWED_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "DIB", "TIFF", "HEIF", "AVIF")
+
+#: Decoded images larger than this in memory are refused (after JPEG DCT reduction):
+#: a 16-bit PNG of 14 000 x 14 000 is under the pixel limit yet needs 392 MB as decoded and
+#: gigabytes more to convert. 64 MP of RGB fits; peak memory stays within about three times this.
+MAX_DECODE_BYTES = 256 * 1024 * 1024
+
+# Bytes per pixel of Pillow's in-memory image modes (RGB is stored as 4 bytes).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2,
+               "LA": 4, "PA": 4, "La": 4}
 
 # Pillow warns above MAX_IMAGE_PIXELS and errors above twice that; we turn the warning into
 # an error as well (see open_image), so the effective limit is MAX_IMAGE_PIXELS.
@@ -111,6 +129,12 @@ def register_codecs() -> None:
         _codecs_registered = True
 
 
+def _open_formats() -> list[str]:
+    """The allowed formats that have an opener here (MPO is opened by the JPEG plugin)."""
+    Image.init()
+    return [f for f in ALLOWED_FORMATS if f in Image.OPEN]
+
+
 def is_image_path(path: str | os.PathLike[str]) -> bool:
     """Whether the file name has an image extension we try to decode."""
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
@@ -155,13 +179,14 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(p, formats=_open_formats()) as im:
                 fmt = im.format or ""
                 full_w, full_h = im.size
-                if draft_size and fmt == "JPEG":
+                if draft_size and fmt in ("JPEG", "MPO"):
                     _draft(im, draft_size)
                 if getattr(im, "n_frames", 1) > 1:
                     im.seek(0)
+                _check_decode_memory(p, im)
                 im.load()
                 orientation = im.getexif().get(0x0112, 1)
                 if orientation in (5, 6, 7, 8):
@@ -188,6 +213,22 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
         if _container_truncated(p, size):
             raise ImageLoadError(p, "truncated", msg) from exc
         raise ImageLoadError(p, "corrupt", msg) from exc
+
+
+def decode_bytes(mode: str, size: tuple[int, int]) -> int:
+    """Bytes Pillow needs to hold an image of ``mode`` and ``size`` decoded."""
+    return size[0] * size[1] * _MODE_BYTES.get(mode, 4)
+
+
+def _check_decode_memory(path: Path, im: Image.Image) -> None:
+    """Refuse, before decoding, an image whose pixels would not fit :data:`MAX_DECODE_BYTES`."""
+    need = decode_bytes(im.mode, im.size)
+    if need > MAX_DECODE_BYTES:
+        w, h = im.size
+        raise ImageLoadError(
+            path, "too_large",
+            f"{w}x{h} pixels would need {need / 2**20:.0f} MB to decode "
+            f"(limit {MAX_DECODE_BYTES / 2**20:.0f} MB)")
 
 
 def _container_truncated(path: Path, size: int) -> bool:
@@ -226,11 +267,14 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     """Convert any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB, compositing alpha on white."""
     if im.mode == "RGB":
         return im
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(im, dtype=np.float64)
-        hi = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        arr = np.clip(arr * (255.0 / hi), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, "L").convert("RGB")
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        arr = np.asarray(im)  # uint16: 2 bytes a pixel, no float copy
+        return Image.fromarray((arr >> 8).astype(np.uint8), "L").convert("RGB")
+    if im.mode == "I":
+        arr = np.asarray(im)
+        if arr.max(initial=0) > 255:
+            arr = arr >> 8
+        return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "L").convert("RGB")
     if im.mode == "F":
         arr = np.asarray(im, dtype=np.float64)
         hi = 1.0 if arr.max(initial=0) <= 1.0 else 255.0

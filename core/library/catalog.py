@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -39,8 +40,11 @@ __all__ = [
     "FileRecord",
     "RootInfo",
     "default_library_dir",
+    "path_from_db",
+    "path_to_db",
     "phash_from_db",
     "phash_to_db",
+    "text_to_db",
 ]
 
 logger = logging.getLogger(__name__)
@@ -121,6 +125,32 @@ def phash_from_db(value: int | None) -> int | None:
     return value + (1 << 64) if value < 0 else value
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPED = re.compile("//([0-9a-f]{4})")
+
+
+def path_to_db(path: str) -> str:
+    """A path as catalog text, reversibly.
+
+    File names that are not valid UTF-8 (a Latin-1 ``caf\\xe9.jpg`` from an old camera) reach
+    Python as lone surrogates, which SQLite text cannot hold. Each becomes ``//`` and four hex
+    digits: a normalised path never contains ``//``, so no real name is changed or collides.
+    """
+    return _SURROGATE.sub(lambda m: f"//{ord(m.group()):04x}", path)
+
+
+def path_from_db(text: str) -> str:
+    """Inverse of :func:`path_to_db`: the path as the operating system gave it."""
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), text) if "//" in text else text
+
+
+def text_to_db(text: str | None) -> str | None:
+    """Free text (an error message that may quote a path) made storable; lossy, for display."""
+    if text is None:
+        return None
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class RootInfo:
     """A folder in the library."""
@@ -161,7 +191,7 @@ _N_FILE_COLS = len(_FILE_COLS.split(","))
 
 def _file(row: Sequence) -> FileRecord:
     return FileRecord(
-        id=row[0], root_id=row[1], path=row[2], size=row[3], mtime_ns=row[4],
+        id=row[0], root_id=row[1], path=path_from_db(row[2]), size=row[3], mtime_ns=row[4],
         fingerprint=row[5], phash=phash_from_db(row[6]), width=row[7], height=row[8],
         status=row[9], error=row[10], mirror_phash=phash_from_db(row[11]),
     )
@@ -169,7 +199,7 @@ def _file(row: Sequence) -> FileRecord:
 
 def _root(row: Sequence) -> RootInfo:
     return RootInfo(
-        id=row[0], path=row[1], online=bool(row[2]), watch_mode=row[3],
+        id=row[0], path=path_from_db(row[1]), online=bool(row[2]), watch_mode=row[3],
         excludes=tuple(json.loads(row[4])), last_scan=row[5],
     )
 
@@ -329,7 +359,7 @@ class Catalog:
             self._w(
                 "INSERT INTO roots(path, online, watch_mode, excludes, added_at) "
                 "VALUES (?, 1, ?, ?, ?)",
-                (p, watch_mode, json.dumps(list(excludes)), time.time()),
+                (path_to_db(p), watch_mode, json.dumps(list(excludes)), time.time()),
             )
             return self.root_by_path(p)  # type: ignore[return-value]
 
@@ -358,7 +388,7 @@ class Catalog:
         p = os.path.normpath(os.path.abspath(os.fspath(path)))
         rows = self._q(
             "SELECT id, path, online, watch_mode, excludes, last_scan FROM roots WHERE path = ?",
-            (p,),
+            (path_to_db(p),),
         )
         return _root(rows[0]) if rows else None
 
@@ -430,7 +460,7 @@ class Catalog:
     def get_file_by_path(self, path: str | os.PathLike[str]) -> FileRecord | None:
         """A file by absolute path."""
         p = os.path.normpath(os.path.abspath(os.fspath(path)))
-        rows = self._q(f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (p,))
+        rows = self._q(f"SELECT {_FILE_COLS} FROM files WHERE path = ?", (path_to_db(p),))
         return _file(rows[0]) if rows else None
 
     def files_in_scope(
@@ -448,8 +478,13 @@ class Catalog:
         if prefix is not None:
             p = prefix.rstrip(os.sep)
             sql += " AND (f.path = ? OR substr(f.path, 1, ?) = ?)"
+            p = path_to_db(p)
             params += [p, len(p) + 1, p + os.sep]
-        return {r[2]: (_file(r), bool(r[_N_FILE_COLS])) for r in self._q(sql, params)}
+        out: dict[str, tuple[FileRecord, bool]] = {}
+        for r in self._q(sql, params):
+            f = _file(r)
+            out[f.path] = (f, bool(r[_N_FILE_COLS]))
+        return out
 
     def files_by_fingerprint(self, fingerprint: str) -> list[FileRecord]:
         """Files whose content fingerprint equals ``fingerprint``."""
@@ -603,9 +638,10 @@ class Catalog:
             raise ValueError(f"status must be one of {FILE_STATUSES}")
         with self._lock, self.transaction():
             c = self._conn
+            path = path_to_db(path)
             row = c.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             vals = (root_id, size, mtime_ns, fingerprint, phash_to_db(phash), width, height,
-                    status, error, time.time(), phash_to_db(mirror_phash))
+                    status, text_to_db(error), time.time(), phash_to_db(mirror_phash))
             if row is None:
                 cur = c.execute(
                     "INSERT INTO files(root_id, size, mtime_ns, fingerprint, phash, width, "
@@ -628,15 +664,16 @@ class Catalog:
         if status not in FILE_STATUSES:
             raise ValueError(f"status must be one of {FILE_STATUSES}")
         self._w("UPDATE files SET status=?, error=?, phash=?, width=?, height=?, updated_at=?, "
-                "mirror_phash=? WHERE id=?", (status, error, phash_to_db(phash), width, height,
-                                              time.time(), phash_to_db(mirror_phash), file_id))
+                "mirror_phash=? WHERE id=?", (status, text_to_db(error), phash_to_db(phash), width,
+                                              height, time.time(), phash_to_db(mirror_phash),
+                                              file_id))
 
     def move_file(self, file_id: int, new_path: str, root_id: int, mtime_ns: int) -> None:
         """Give a row a new path (a moved/renamed file keeps its id, codes and hashes)."""
         with self._lock, self.transaction():
             self._conn.execute(
                 "UPDATE files SET path = ?, root_id = ?, mtime_ns = ?, updated_at = ? "
-                "WHERE id = ?", (new_path, root_id, mtime_ns, time.time(), file_id))
+                "WHERE id = ?", (path_to_db(new_path), root_id, mtime_ns, time.time(), file_id))
 
     def delete_files(self, ids: Iterable[int]) -> None:
         """Delete file rows (and their codes)."""

@@ -20,6 +20,7 @@ Nothing is ever written inside the user's folders.
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import stat as stat_mod
@@ -125,6 +126,8 @@ class ScanResult:
     offline_roots: tuple[str, ...] = ()
     cancelled: bool = False
     seconds: float = 0.0
+    unavailable: int = 0
+    unavailable_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,8 @@ class _Counts:
     encoded: int = 0
     errors: list[ScanError] = field(default_factory=list)
     offline: list[str] = field(default_factory=list)
+    unavailable: int = 0
+    unavailable_dirs: list[str] = field(default_factory=list)
 
 
 def decode_for_index(
@@ -309,6 +314,14 @@ class Scanner:
     def _root_state(self, root: RootInfo, counts: _Counts) -> bool:
         """Check a root is reachable; update online/offline. Returns True if online."""
         online = os.path.isdir(root.path)
+        was_mount = self.catalog.get_meta(_root_mount_key(root.id)) == "1"
+        if online and _is_mount_point(root.path):
+            if not was_mount:
+                self.catalog.set_meta(_root_mount_key(root.id), "1")
+        elif online and was_mount:
+            logger.warning("%s was a mounted drive and is not mounted now: treating it as "
+                           "offline", root.path)
+            online = False
         if online:
             try:
                 empty = not any(True for _ in os.scandir(root.path))
@@ -354,36 +367,82 @@ class Scanner:
                 return found
             if not stat_mod.S_ISDIR(st.st_mode):
                 return found
-        stack = [scope]
+        known_mounts = self._known_mounts(root)
+        mounts: set[str] = set()
+        try:
+            top = os.stat(scope)
+        except OSError as exc:
+            counts.unavailable_dirs.append(scope)
+            logger.warning("cannot read %s: %s", scope, exc)
+            return found
+        seen_dirs = {(top.st_dev, top.st_ino)}  # loop guard when following links
+        stack = [(scope, top.st_dev)]
         while stack:
             if should_stop and should_stop():
                 return None
-            d = stack.pop()
+            d, dev = stack.pop()
             try:
                 entries = list(os.scandir(d))
             except OSError as exc:
+                # Files below are kept (marked unavailable), never taken for deleted.
                 logger.warning("cannot list %s: %s", d, exc)
+                counts.unavailable_dirs.append(d)
+                counts.errors.append(ScanError(
+                    d, "unreadable", f"folder cannot be listed: {exc.strerror or exc}"))
                 continue
             for e in entries:
                 r = rel(e.path)
                 if is_excluded(r, e.name, patterns, cfg.skip_hidden):
                     continue
                 try:
+                    link = e.is_symlink()
+                    if link and not cfg.follow_symlinks:
+                        if is_image_path(e.name) or e.is_dir():
+                            counts.errors.append(ScanError(
+                                e.path, "symlink", "a symbolic link (following links is off)"))
+                        continue
                     if e.is_dir(follow_symlinks=cfg.follow_symlinks):
-                        stack.append(e.path)
+                        st = e.stat(follow_symlinks=cfg.follow_symlinks)
+                        if (st.st_dev, st.st_ino) in seen_dirs:
+                            counts.errors.append(ScanError(
+                                e.path, "symlink", "a link back to a folder already scanned"))
+                            continue
+                        seen_dirs.add((st.st_dev, st.st_ino))
+                        if st.st_dev != dev and not link:
+                            mounts.add(r)
+                        stack.append((e.path, st.st_dev))
                         continue
                     if not e.is_file(follow_symlinks=cfg.follow_symlinks) or not is_image_path(
                             e.name):
                         continue
                     st = e.stat(follow_symlinks=cfg.follow_symlinks)
-                except OSError:
+                except OSError as exc:  # e.g. a path longer than the system allows
+                    counts.errors.append(ScanError(e.path, "unreadable", exc.strerror or str(exc)))
+                    counts.unavailable_dirs.append(e.path)  # if it is a folder, keep its files
                     continue
                 if cfg.skip_hidden and _hidden_attr(st):
                     continue
                 found[e.path] = (st.st_size, st.st_mtime_ns)
             if on_progress and len(found) % 500 < 50:
                 on_progress(ScanProgress("walk", len(found), 0, d))
+        # A folder that was a mount point and is not one now is an unmounted drive: its
+        # files are unavailable, not deleted.
+        in_scope = [m for m in known_mounts
+                    if scope == root.path or _under(os.path.join(root.path, m), scope)]
+        for m in in_scope:
+            if m not in mounts:
+                counts.unavailable_dirs.append(os.path.join(root.path, m))
+        missing = {m for m in in_scope if m not in mounts}
+        self._remember_mounts(root, (known_mounts - set(in_scope)) | mounts | missing)
         return found
+
+    def _known_mounts(self, root: RootInfo) -> set[str]:
+        raw = self.catalog.get_meta(_mounts_key(root.id))
+        return set(json.loads(raw)) if raw else set()
+
+    def _remember_mounts(self, root: RootInfo, mounts: set[str]) -> None:
+        if mounts != self._known_mounts(root):
+            self.catalog.set_meta(_mounts_key(root.id), json.dumps(sorted(mounts)))
 
     def _run(
         self, scopes: list[tuple[RootInfo, str]],
@@ -423,8 +482,13 @@ class Scanner:
                                       r.id))
                 else:
                     counts.unchanged += 1
+            blocked = [d for d in counts.unavailable_dirs if _under(d, scope) or _under(scope, d)]
             for path, (r, _) in known.items():
-                if path not in disk:
+                if path in disk:
+                    continue
+                if any(_under(path, d) for d in blocked):
+                    counts.unavailable += 1  # kept: its folder cannot be read right now
+                else:
                     gone[path] = r
 
         # Moves: a gone row and a new file with the same size and fingerprint.
@@ -654,7 +718,30 @@ class Scanner:
             deleted=counts.deleted, unchanged=counts.unchanged, encoded=counts.encoded,
             errors=tuple(counts.errors), offline_roots=tuple(counts.offline),
             cancelled=cancelled, seconds=time.monotonic() - t0,
+            unavailable=counts.unavailable, unavailable_dirs=tuple(counts.unavailable_dirs),
         )
+
+
+def _under(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_mount_point(path: str) -> bool:
+    """A folder on another device than its parent (or a mount point by the OS's account)."""
+    try:
+        return os.path.ismount(path) or os.stat(path).st_dev != os.stat(
+            os.path.dirname(os.path.abspath(path))).st_dev
+    except OSError:
+        return False
+
+
+def _mounts_key(root_id: int) -> str:
+    return f"mounts:{root_id}"
+
+
+def _root_mount_key(root_id: int) -> str:
+    return f"root_mount:{root_id}"
 
 
 def _change(
