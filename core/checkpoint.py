@@ -12,10 +12,16 @@ A model file is a plain dict (tensors, numbers, strings, lists, dicts only) so i
 ``hash_head``         ``None`` or ``{"kind": str, "n_bits": int, "state": dict, ...}``
 ``teacher``           teacher name (or ``None`` for a student trained from scratch)
 ``provenance``        data, epochs, seed, git commit, creation time, metrics …
+``weights_sha256``    digest of ``state_dict`` (files written since it was added): a file whose
+                      weights were damaged after writing is refused instead of silently used
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import logging
+import math
 import os
 import subprocess
 import tempfile
@@ -25,7 +31,7 @@ from typing import Any
 
 import torch
 
-from core.models.students import Student
+from core.models.students import STUDENTS, Student
 from core.preprocess import Preprocess
 
 __all__ = [
@@ -38,10 +44,19 @@ __all__ = [
     "save_student",
     "student_from_dict",
     "student_to_dict",
+    "validate_model_dict",
+    "weights_digest",
 ]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "cukd-model"
 FORMAT_VERSION = 1
+
+#: Bounds a model file must respect before anything is built from it.
+INPUT_SIZE_RANGE = (32, 1024)
+MAX_PARAMETERS = 100_000_000
+MAX_FEATURE_DIM = 16_384
 
 
 class CheckpointError(ValueError):
@@ -86,7 +101,19 @@ def student_to_dict(student: Student, *, teacher: str | None = None,
         "teacher": teacher,
         "provenance": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        "git_commit": git_commit(), **(provenance or {})},
+        "weights_sha256": weights_digest(student.state_dict()),
     }
+
+
+def weights_digest(state_dict: dict) -> str:
+    """sha256 over the names, shapes, dtypes and bytes of a state dict, in key order."""
+    h = hashlib.sha256()
+    for k in sorted(state_dict):
+        v = state_dict[k]
+        t = v.detach().cpu().contiguous()
+        h.update(f"{k}|{tuple(t.shape)}|{t.dtype}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
 
 
 def save_student(path: str | os.PathLike[str], student: Student, **kwargs: Any) -> None:
@@ -101,7 +128,10 @@ def load_model_file(path: str | os.PathLike[str]) -> dict:
     except FileNotFoundError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{path} is not a readable model file: {exc}") from exc
+        # PyTorch's own text (an essay on weights_only for a JPEG) is for the log only.
+        logger.info("torch.load(%s) failed: %s", path, exc)
+        raise CheckpointError(f"{path} is not a CUKD model file (it cannot be read as "
+                              "one)") from exc
     if not isinstance(d, dict) or d.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a CUKD model file")
     version = d.get("format_version")
@@ -111,7 +141,69 @@ def load_model_file(path: str | os.PathLike[str]) -> dict:
     for key in ("arch", "preprocess", "state_dict", "feature_dim"):
         if key not in d:
             raise CheckpointError(f"{path} lacks the {key!r} entry")
+    validate_model_dict(d, path)
     return d
+
+
+def validate_model_dict(d: dict, path: str | os.PathLike[str] = "model") -> None:
+    """Check a model dict before anything is built from it.
+
+    The architecture must be known, its arguments those its builder takes and the network
+    small enough (checked on PyTorch's ``meta`` device, which allocates nothing); the input
+    size sane; the weights finite, of the architecture's shapes, and equal to the recorded
+    digest when the file has one.
+
+    Raises:
+        CheckpointError: naming what is wrong.
+    """
+    arch = d.get("arch")
+    if not isinstance(arch, dict) or not isinstance(arch.get("args"), dict):
+        raise CheckpointError(f"{path} has no valid architecture entry")
+    name, args = arch.get("name"), arch["args"]
+    if name not in STUDENTS:
+        raise CheckpointError(f"{path} uses an unknown architecture {name!r}")
+    params = inspect.signature(STUDENTS[name]).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(args) - set(params))
+        if unknown:
+            raise CheckpointError(f"{path}: architecture {name} takes no argument "
+                                  f"{', '.join(unknown)}")
+    for k, v in args.items():
+        if isinstance(v, bool) or v is None or isinstance(v, str):
+            continue
+        if not isinstance(v, int | float) or not math.isfinite(v) or not 0 <= v <= 4096:
+            raise CheckpointError(f"{path}: architecture argument {k}={v!r} is out of range")
+    pre = d.get("preprocess")
+    size = pre.get("input_size") if isinstance(pre, dict) else None
+    lo, hi = INPUT_SIZE_RANGE
+    if not isinstance(size, int) or not lo <= size <= hi:
+        raise CheckpointError(f"{path}: input size {size!r} is outside {lo}-{hi} pixels")
+    fdim = d.get("feature_dim")
+    if not isinstance(fdim, int) or not 0 < fdim <= MAX_FEATURE_DIM:
+        raise CheckpointError(f"{path}: feature size {fdim!r} is out of range")
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in STUDENTS[name](**args).state_dict().items()}
+    except Exception as exc:
+        raise CheckpointError(f"{path}: architecture {name} cannot be built with {args}: "
+                              f"{exc}") from exc
+    n_params = sum(math.prod(s) for s in shapes.values())
+    if n_params > MAX_PARAMETERS:
+        raise CheckpointError(f"{path}: {n_params:,} parameters is far more than a model "
+                              "of this program has")
+    sd = d["state_dict"]
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise CheckpointError(f"{path}: the weights are not a dict of tensors")
+    got = {k.removeprefix("backbone."): tuple(v.shape) for k, v in sd.items()}
+    if got != shapes:
+        diff = sorted(set(got.items()) ^ set(shapes.items()))[:3]
+        raise CheckpointError(f"{path}: weights do not fit architecture {name} ({diff})")
+    if any(v.is_floating_point() and not bool(torch.isfinite(v).all()) for v in sd.values()):
+        raise CheckpointError(f"{path}: the weights hold non-finite numbers (damaged file)")
+    digest = d.get("weights_sha256")
+    if digest is not None and digest != weights_digest(sd):
+        raise CheckpointError(f"{path}: the weights do not match their recorded checksum "
+                              "(damaged file)")
 
 
 def student_from_dict(d: dict) -> Student:

@@ -345,3 +345,62 @@ def test_catalog_path_helpers_in_a_real_catalog(tmp_path):
         assert list(cat.files_in_scope(root.id)) == [p]
         assert list(cat.files_in_scope(root.id, str(tmp_path))) == [p]
         assert "\ufffd" in cat.get_file(fid).error
+
+
+# --------------------------------------------------------------------------- 8. model files
+def _model(tmp_path: Path) -> tuple[Path, dict]:
+    import torch
+
+    from core.checkpoint import save_student
+    from core.models.students import create_student
+    path = tmp_path / "m.pt"
+    save_student(path, create_student("cukd_mnv2_035", 64))
+    return path, torch.load(path, weights_only=True)
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: d["preprocess"].update(input_size=30_000), "input size"),
+    (lambda d: d["arch"]["args"].update(surprise=3), "takes no argument surprise"),
+    (lambda d: d["arch"].update(name="cukd_v1", args={"widths": (64, 64, 128, 128, 4000)}),
+     r"takes no argument|cannot be built|out of range|far more"),
+    (lambda d: d["arch"].update(name="nonesuch"), "unknown architecture"),
+    (lambda d: d["state_dict"].popitem(), "do not fit"),
+    (lambda d: next(iter(d["state_dict"].values())).fill_(float("nan")), "non-finite"),
+    (lambda d: next(iter(d["state_dict"].values())).mul_(1.0001), "checksum"),
+])
+def test_model_file_is_validated_before_anything_is_built(tmp_path, damage, match):
+    import torch
+
+    from core.checkpoint import CheckpointError, load_model_file
+    path, d = _model(tmp_path)
+    damage(d)
+    torch.save(d, path)
+    with pytest.raises(CheckpointError, match=match):
+        load_model_file(path)
+
+
+def test_random_bytes_in_the_tensor_data_are_detected(tmp_path):
+    import zipfile
+
+    import torch
+
+    from core.checkpoint import CheckpointError, load_model_file
+    path, _ = _model(tmp_path)
+    with zipfile.ZipFile(path) as z:
+        big = max(z.infolist(), key=lambda i: i.file_size)
+        offset = big.header_offset + 30 + len(big.filename) + len(big.extra)
+    raw = bytearray(path.read_bytes())
+    start = offset + big.file_size // 2
+    raw[start:start + 64] = np.random.default_rng(0).integers(0, 256, 64, np.uint8).tobytes()
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # PyTorch itself reads the damaged file...
+    with pytest.raises(CheckpointError, match=r"checksum|non-finite"):  # ...we refuse it
+        load_model_file(path)
+
+
+def test_a_jpeg_as_model_file_gets_a_sentence(tmp_path):
+    from core.checkpoint import CheckpointError, load_model_file
+    p = write_image(tmp_path / "photo.jpg", 3)
+    with pytest.raises(CheckpointError) as err:
+        load_model_file(p)
+    assert str(err.value) == f"{p} is not a CUKD model file (it cannot be read as one)"

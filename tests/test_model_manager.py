@@ -107,7 +107,7 @@ def test_store_lists_renames_deletes_exports_imports(models: dict[str, Path],
 
     evil = tmp_path / "evil.pt"
     torch.save({"format": "cukd-model", "x": Evil()}, evil)
-    with pytest.raises(ModelStoreError, match="not a readable model file"):
+    with pytest.raises(ModelStoreError, match="is not a CUKD model file"):
         store.import_file(evil)
     assert not Evil.ran
     no_head = tmp_path / "nohead.pt"
