@@ -219,8 +219,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, KeyError, RuntimeError) as exc:
-        print(f"cukd {a.command}: error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        from core.errors import user_message
+
+        msg = user_message(exc)
+        if msg is None and isinstance(exc, RuntimeError):
+            msg = str(exc)
+        if msg is None:
+            if a.verbose:
+                raise
+            logging.getLogger("cukd").debug("unexpected error", exc_info=True)
+            msg = (f"unexpected error ({type(exc).__name__}: {exc}); run with -v for the "
+                   "details and please report it")
+        print(f"cukd {a.command}: error: {msg}", file=sys.stderr)
         return 2
 
 

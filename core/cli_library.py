@@ -578,8 +578,15 @@ def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Na
                 setattr(a, name, None)
         try:
             return func(a)
-        except (CliError, ValueError, KeyError) as exc:
-            msg = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        except CliError as exc:
+            print(f"cukd {_command_name(a)}: error: {exc}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            from core.errors import user_message
+
+            msg = user_message(exc)
+            if msg is None:
+                raise
             print(f"cukd {_command_name(a)}: error: {msg}", file=sys.stderr)
             return 2
 
