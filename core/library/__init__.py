@@ -6,7 +6,15 @@ See ../shared/DESIGN.md, "The library engine". Entry point: :class:`Library`.
 from .catalog import SCHEMA_VERSION, Catalog, FileRecord, RootInfo, default_library_dir
 from .encoder import ImageEncoder, pack_signs
 from .index import BinaryIndex, IndexLoadError, load_or_rebuild
-from .library import Library, LibraryConfig, LibraryStatus, ModelChange
+from .library import (
+    Library,
+    LibraryBusyError,
+    LibraryConfig,
+    LibraryError,
+    LibraryStatus,
+    ModelChange,
+    RepairReport,
+)
 from .scanner import (
     BatchChange,
     ScanConfig,
@@ -39,10 +47,13 @@ __all__ = [
     "ImageEncoder",
     "IndexLoadError",
     "Library",
+    "LibraryBusyError",
     "LibraryConfig",
+    "LibraryError",
     "LibraryStatus",
     "LibraryWatcher",
     "ModelChange",
+    "RepairReport",
     "RootInfo",
     "ScanConfig",
     "ScanError",

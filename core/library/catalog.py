@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 
+from .index import ID_DIGEST_MOD, ID_DIGEST_MUL, IdDigest
+
 __all__ = [
     "APP_NAME",
     "SCHEMA_VERSION",
@@ -218,6 +220,7 @@ class Catalog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._depth = 0
+        self._reading = False
         self._conn = sqlite3.connect(
             self.path, timeout=timeout_s, isolation_level=None, check_same_thread=False
         )
@@ -254,9 +257,13 @@ class Catalog:
             for version, sql in MIGRATIONS:
                 if version in done:
                     continue
-                logger.info("migrating catalog %s to schema %d", self.path, version)
                 c.execute("BEGIN IMMEDIATE")
                 try:
+                    if c.execute("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                 (version,)).fetchone():  # another process was first
+                        c.execute("COMMIT")
+                        continue
+                    logger.info("migrating catalog %s to schema %d", self.path, version)
                     for stmt in sql.split(";"):
                         if stmt.strip():
                             c.execute(stmt)
@@ -289,6 +296,8 @@ class Catalog:
                 finally:
                     self._depth -= 1
                 return
+            if self._reading:
+                raise RuntimeError("catalog write inside a read snapshot")
             self._conn.execute("BEGIN IMMEDIATE")
             self._depth = 1
             try:
@@ -581,7 +590,8 @@ class Catalog:
     def fetch_for_ranking(
         self, ids: Sequence[int], model_id: str
     ) -> dict[int, tuple[FileRecord, np.ndarray | None, np.ndarray | None]]:
-        """Records, codes and float32 embeddings of the given file ids (missing ids skipped)."""
+        """Records, codes and float32 embeddings of the given file ids (missing ids skipped;
+        a non-finite embedding comes back as None)."""
         out: dict[int, tuple[FileRecord, np.ndarray | None, np.ndarray | None]] = {}
         ids = [int(i) for i in ids]
         cols = ", ".join("f." + c.strip() for c in _FILE_COLS.split(","))
@@ -596,6 +606,8 @@ class Catalog:
                 code = np.frombuffer(code_blob, dtype=np.uint8) if code_blob is not None else None
                 emb = (np.frombuffer(emb_blob, dtype=np.float16).astype(np.float32)
                        if emb_blob is not None else None)
+                if emb is not None and not np.isfinite(emb).all():
+                    emb = None  # damaged: the caller re-encodes
                 out[r[0]] = (_file(r), code, emb)
         return out
 
@@ -611,7 +623,8 @@ class Catalog:
         return out
 
     def fetch_embeddings(self, ids: Sequence[int], model_id: str) -> dict[int, np.ndarray]:
-        """float32 embeddings of a model for the given file ids (ids without one skipped)."""
+        """float32 embeddings of a model for the given file ids (ids without a usable one,
+        finite and not all zero, skipped)."""
         out: dict[int, np.ndarray] = {}
         ids = [int(i) for i in ids]
         for s in range(0, len(ids), 900):
@@ -619,7 +632,9 @@ class Catalog:
             for fid, blob in self._q(
                     "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id IN "
                     f"({','.join('?' * len(part))})", [model_id, *part]):
-                out[fid] = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+                emb = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+                if np.isfinite(emb).all() and emb.any():  # a damaged row is no embedding
+                    out[fid] = emb
         return out
 
     # ----------------------------------------------------------------- files: writes
@@ -693,3 +708,78 @@ class Catalog:
                 "VALUES (?,?,?,?)",
                 [(int(i), model_id, codes[j].tobytes(), emb16[j].tobytes())
                  for j, i in enumerate(ids)])
+
+    # ----------------------------------------------------------------- integrity
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Run the reads inside in one read transaction: they all see one committed state
+        (so a generation read first matches the rows read after it). Other threads of this
+        process wait; other processes' writers do not (WAL). No writes inside."""
+        with self._lock:
+            if self._depth or self._reading:  # already one state
+                yield
+                return
+            self._conn.execute("BEGIN")
+            self._reading = True
+            try:
+                yield
+            finally:
+                self._reading = False
+                self._conn.execute("COMMIT")
+
+    def code_digest(self, model_id: str) -> IdDigest:
+        """:class:`~.index.IdDigest` of the file ids that have a code for ``model_id``."""
+        return self._digest("file_id", "codes WHERE model_id = ?", (model_id,))
+
+    def phash_digest(self) -> IdDigest:
+        """:class:`~.index.IdDigest` of the ``ok`` files that have a pHash."""
+        return self._digest("id", "files WHERE status = 'ok' AND phash IS NOT NULL", ())
+
+    def _digest(self, col: str, source: str, params: Sequence) -> IdDigest:
+        m, k = ID_DIGEST_MOD, ID_DIGEST_MUL
+        row = self._q(f"SELECT COUNT(*), COALESCE(SUM({col}), 0), "
+                      f"COALESCE(SUM((({col} % {m}) * {k}) % {m}), 0), "
+                      f"COALESCE(MAX({col}), -1) FROM {source}", params)[0]
+        return IdDigest(*(int(v) for v in row))
+
+    def sample_embedding_blobs(
+        self, model_id: str, n: int = 32, seed: int | None = None
+    ) -> tuple[list[int], list[bytes]]:
+        """Up to ``n`` file ids of a model spread over its id range, with their fp16
+        embedding bytes (all of them when the model has at most ``n``)."""
+        # each an index seek (a COUNT of the whole model would scan it)
+        lo = self._q("SELECT MIN(file_id) FROM codes WHERE model_id = ?", (model_id,))[0][0]
+        if lo is None:
+            return [], []
+        hi = self._q("SELECT MAX(file_id) FROM codes WHERE model_id = ?", (model_id,))[0][0]
+        few = self._q("SELECT COUNT(*) FROM (SELECT 1 FROM codes WHERE model_id = ? LIMIT ?)",
+                      (model_id, n + 1))[0][0]
+        if few <= n:
+            rows = self._q("SELECT file_id, embedding FROM codes WHERE model_id = ? "
+                           "ORDER BY file_id", (model_id,))
+        else:
+            targets = np.random.default_rng(seed).integers(lo, hi + 1, n).tolist()
+            rows = []
+            for t in sorted(set(targets)):
+                rows += self._q("SELECT file_id, embedding FROM codes WHERE model_id = ? "
+                                "AND file_id >= ? ORDER BY file_id LIMIT 1", (model_id, t))
+            rows = list(dict(rows).items())
+        return [int(r[0]) for r in rows], [bytes(r[1]) for r in rows]
+
+    def fetch_embedding_blobs(self, ids: Sequence[int], model_id: str) -> dict[int, bytes]:
+        """fp16 embedding bytes of a model for the given file ids (ids without one skipped)."""
+        out: dict[int, bytes] = {}
+        ids = [int(i) for i in ids]
+        for s in range(0, len(ids), 900):
+            part = ids[s:s + 900]
+            for fid, blob in self._q(
+                    "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id IN "
+                    f"({','.join('?' * len(part))})", [model_id, *part]):
+                out[fid] = bytes(blob)
+        return out
+
+    def integrity_problems(self, limit: int = 20) -> list[str]:
+        """SQLite's ``integrity_check``: an empty list when the file is sound."""
+        rows = self._q(f"PRAGMA integrity_check({int(limit)})")
+        msgs = [str(r[0]) for r in rows]
+        return [] if msgs == ["ok"] else msgs

@@ -5,7 +5,8 @@ per million 64-bit codes. Saved as one file (header + serialised index) written 
 file and ``os.replace``-d, so a crash leaves either the old or the new file. The header
 records the model id, code length, entry count, the catalog ``generation`` it matches and a
 checksum; :func:`load_or_rebuild` rebuilds from the catalog when the file is missing,
-corrupt, for another model or stale.
+corrupt, for another model, stale (another generation) or holds another set of ids than the
+catalog (:class:`IdDigest`, compared on every open).
 """
 
 from __future__ import annotations
@@ -14,17 +15,27 @@ import hashlib
 import json
 import logging
 import os
+import re
 import struct
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import faiss
 import numpy as np
 
-__all__ = ["BinaryIndex", "IndexLoadError", "load_or_rebuild"]
+__all__ = [
+    "BinaryIndex",
+    "IdDigest",
+    "IndexLoadError",
+    "id_digest",
+    "load_or_rebuild",
+    "move_aside",
+    "remove_stale_temps",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +64,77 @@ def _threads_for(n_queries: int) -> Iterator[None]:
 
 class IndexLoadError(Exception):
     """An index file is missing, corrupt or does not match what the caller expects."""
+
+
+#: :class:`IdDigest` mixes each id as ``((id % MOD) * MUL) % MOD`` (the same formula in SQL,
+#: see :meth:`core.library.catalog.Catalog.code_digest`; no 64-bit overflow for any row id).
+ID_DIGEST_MOD = 1_000_000_007
+ID_DIGEST_MUL = 1_654_435_754
+
+
+class IdDigest(NamedTuple):
+    """Order-free summary of a set of row ids: equal sets give equal digests, and a set that
+    lost or gained ids almost surely does not (count, sum and a mixed sum must all agree)."""
+
+    count: int
+    total: int
+    mixed: int
+    max_id: int
+
+
+def id_digest(ids: np.ndarray | Iterable[int]) -> IdDigest:
+    """The :class:`IdDigest` of distinct int64 row ids."""
+    a = np.asarray(ids if isinstance(ids, np.ndarray) else list(ids), dtype=np.int64).ravel()
+    if not len(a):
+        return IdDigest(0, 0, 0, -1)
+    mixed = (a % ID_DIGEST_MOD) * ID_DIGEST_MUL % ID_DIGEST_MOD
+    return IdDigest(len(a), int(a.sum()), int(mixed.sum()), int(a.max()))
+
+
+#: Temp files this package writes next to its files (``mkstemp(prefix=name + ".")``).
+_TEMP_NAME = re.compile(
+    r"^(?:[A-Za-z0-9._-]+\.cukd(?:idx|emb)|catalog\.sqlite3)\.[A-Za-z0-9_]{6,12}\.tmp"
+    r"(?:-wal|-shm|-journal)?$")
+
+
+def remove_stale_temps(directory: str | os.PathLike[str]) -> list[Path]:
+    """Delete the temp files a killed save left in a library folder (not below it).
+
+    Only regular files named like this package's own temp files are touched. Call it only
+    while holding the library's writer lock (a running save of another process owns its
+    temp file).
+
+    Returns:
+        The removed files.
+    """
+    removed = []
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return removed
+    for e in entries:
+        if _TEMP_NAME.match(e.name) and e.is_file(follow_symlinks=False):
+            try:
+                os.unlink(e.path)
+                removed.append(Path(e.path))
+            except OSError as exc:
+                logger.warning("could not remove stale temp file %s: %s", e.path, exc)
+    if removed:
+        logger.info("removed %d stale temp file(s) in %s", len(removed), directory)
+    return removed
+
+
+def move_aside(path: str | os.PathLike[str], why: str = "was in the way") -> Path:
+    """Rename a damaged library file, or something that blocks one (a folder where an index
+    file belongs), to ``<name>.broken`` (or ``.broken-2`` ...) in the same folder."""
+    p = Path(path)
+    for n in range(1, 1000):
+        target = p.with_name(p.name + (".broken" if n == 1 else f".broken-{n}"))
+        if not target.exists() and not target.is_symlink():
+            os.rename(p, target)
+            logger.warning("%s %s; moved it to %s", p, why, target)
+            return target
+    raise OSError(f"cannot move {p} aside: too many .broken copies")
 
 
 class BinaryIndex:
@@ -164,6 +246,8 @@ class BinaryIndex:
         """Write atomically (temp file in the same folder + ``os.replace``)."""
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_dir() and not p.is_symlink():
+            move_aside(p)
         with self._lock:
             if generation is not None:
                 self.generation = generation
@@ -227,6 +311,8 @@ def load_or_rebuild(
     generation: int,
     expected_count: int,
     rebuild: Callable[[BinaryIndex], None],
+    expected_digest: IdDigest | None = None,
+    save: bool = True,
 ) -> tuple[BinaryIndex, bool]:
     """Load a saved index, or rebuild it when missing, corrupt, foreign or stale.
 
@@ -236,9 +322,11 @@ def load_or_rebuild(
         generation: the catalog's current generation; any other value means stale.
         expected_count: how many codes the catalog has for the model.
         rebuild: fills an empty index from the catalog.
+        expected_digest: the catalog's ids for the model; the loaded index's ids must match.
+        save: save a rebuilt index (callers that do not hold the writer lock pass False).
 
     Returns:
-        ``(index, rebuilt)``; a rebuilt index is saved before returning.
+        ``(index, rebuilt)``; a rebuilt index is saved before returning when ``save``.
     """
     try:
         idx = BinaryIndex.load(path)
@@ -249,6 +337,8 @@ def load_or_rebuild(
             problems.append(f"generation {idx.generation} != catalog {generation}")
         if idx.ntotal != expected_count:
             problems.append(f"{idx.ntotal} codes != catalog {expected_count}")
+        elif expected_digest is not None and id_digest(idx.ids()) != expected_digest:
+            problems.append("its ids differ from the catalog's")
         if not problems:
             return idx, False
         logger.info("index %s is stale (%s); rebuilding", path, "; ".join(problems))
@@ -259,5 +349,7 @@ def load_or_rebuild(
             logger.info("no index at %s; building from catalog", path)
     idx = BinaryIndex(n_bits, model_id)
     rebuild(idx)
-    idx.save(path, generation)
+    idx.generation = generation
+    if save:
+        idx.save(path, generation)
     return idx, True

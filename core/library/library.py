@@ -11,17 +11,34 @@ Typical use::
     lib.close()
 
 All catalog/index writes go through one writer lock (scans, watcher batches, root changes,
-the model swap); searches read a consistent ``(encoder, code index)`` snapshot and are safe
-while writes happen. The faiss indexes are caches of the catalog, saved on every scan and at
-close and rebuilt on open when missing, corrupt or stale.
+the model swap, saves); searches read a consistent ``(encoder, code index)`` snapshot and are
+safe while writes happen. The writer lock spans processes: a lock file in the library folder
+(:class:`~.lockfile.FileLock`) lets one process write at a time, so a ``cukd library scan``
+and a running ``cukd library watch`` (or the app) take turns; a writer that cannot get it
+within ``LibraryConfig.lock_timeout_s`` raises :class:`LibraryBusyError` naming the holder.
+Reading (search, status) never takes it.
+
+The faiss indexes and the embedding store are caches of the catalog (the source of truth),
+saved on every scan and at close. One is trusted only when it provably matches the catalog:
+its generation stamp equals the catalog's, its ids equal the catalog's
+(:class:`~.index.IdDigest`) and, for the store, its size and a sample of rows agree. A
+process that holds the writer lock first catches up with whatever another process committed
+(:meth:`Library.refresh` does the same for readers), so no process stamps a cache it has not
+seen. Problems the user can act on (a damaged catalog, a busy library, a full disk) raise
+:class:`LibraryError` with one sentence saying what to do; :meth:`Library.repair` checks and
+rebuilds what it can.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
+import math
 import os
 import re
+import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -31,10 +48,11 @@ from pathlib import Path
 
 from PIL import Image
 
-from .catalog import Catalog, RootInfo, default_library_dir
+from .catalog import SCHEMA_VERSION, Catalog, RootInfo, default_library_dir
 from .embeddings import EmbeddingStore, open_store
 from .encoder import ImageEncoder
-from .index import BinaryIndex, load_or_rebuild
+from .index import BinaryIndex, id_digest, load_or_rebuild, move_aside, remove_stale_temps
+from .lockfile import FileLock, LockTimeout, describe_holder
 from .scanner import BatchChange, ScanConfig, Scanner, ScanProgress, ScanResult
 from .search import (
     DuplicateGroup,
@@ -50,11 +68,21 @@ from .search import (
 from .verify import CROP_CHECK_FLOOR, CropVerifier
 from .watcher import LibraryWatcher, WatchConfig
 
-__all__ = ["Library", "LibraryConfig", "LibraryStatus", "ModelChange"]
+__all__ = [
+    "Library",
+    "LibraryBusyError",
+    "LibraryConfig",
+    "LibraryError",
+    "LibraryStatus",
+    "ModelChange",
+    "RepairReport",
+]
 
 logger = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite3"
+#: The inter-process writer lock (see the module docstring).
+LOCK_FILE = "library.lock"
 #: Catalog meta key prefix of a model's calibrated near-duplicate cosine.
 _NEAR_DUP_KEY = "near_duplicate_cosine:"
 PHASH_INDEX_FILE = "phash.cukdidx"
@@ -69,6 +97,58 @@ class LibraryConfig:
     watch: WatchConfig = field(default_factory=WatchConfig)
     #: Watcher batches save the index files at most this often (full scans always save).
     save_interval_s: float = 10.0
+    #: How long a write (scan, root change, save) waits for another process's write to end
+    #: before it raises :class:`LibraryBusyError` (watcher batches wait as long as it takes).
+    lock_timeout_s: float = 60.0
+
+
+class LibraryError(Exception):
+    """A library problem the user can act on; ``str()`` says what happened and what to do."""
+
+
+class LibraryBusyError(LibraryError):
+    """Another process holds the library's writer lock.
+
+    Attributes:
+        holder: what that process wrote into the lock file (pid, host, program, action,
+            since), or None.
+    """
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder
+
+
+class _Stopped(LibraryError):
+    """The library closed (or the caller stopped) while a write waited for the lock."""
+
+
+@dataclass(frozen=True)
+class RepairReport:
+    """What :meth:`Library.repair` found and did.
+
+    Attributes:
+        directory: the library folder.
+        catalog_problems: what SQLite's integrity check (or opening) reported; empty when
+            the catalog was sound.
+        recovered: rows copied from a damaged catalog into the new one, by table (empty
+            when the catalog was sound and kept).
+        moved_aside: damaged files kept as ``*.broken`` for inspection.
+        caches_removed: index / embedding files deleted (rebuilt from the catalog on open).
+        temps_removed: stale temp files of killed saves that were deleted.
+    """
+
+    directory: str
+    catalog_problems: tuple[str, ...] = ()
+    recovered: tuple[tuple[str, int], ...] = ()
+    moved_aside: tuple[str, ...] = ()
+    caches_removed: tuple[str, ...] = ()
+    temps_removed: int = 0
+
+    @property
+    def catalog_ok(self) -> bool:
+        """True when the catalog passed the integrity check as it was."""
+        return not self.catalog_problems
 
 
 @dataclass(frozen=True)
@@ -114,6 +194,61 @@ def _store_file(model_id: str) -> str:
     return _index_file(model_id)[:-len(".cukdidx")] + ".cukdemb"
 
 
+#: SQLite errors that say the catalog file is damaged (or is no catalog at all).
+_DAMAGE = ("malformed", "not a database", "file is encrypted", "corrupt", "no such table",
+           "no such column")
+_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
+_REPAIR_HINT = ("Run `cukd library repair` to recover what it can, or delete the library "
+                "folder {dir} and scan your photo folders again")
+
+
+def _catalog_error(directory: Path, exc: sqlite3.Error) -> LibraryError:
+    """A :class:`LibraryError` for an SQLite error of the catalog in ``directory``."""
+    path = directory / CATALOG_FILE
+    msg = str(exc)
+    low = msg.lower()
+    hint = _REPAIR_HINT.format(dir=directory)
+    if path.is_dir():
+        return LibraryError(f"The library catalog {path} is a folder, not a catalog file. "
+                            f"{hint}.")
+    if any(k in low for k in _DAMAGE):
+        return LibraryError(f"The library catalog {path} is damaged ({msg}). {hint}.")
+    if "locked" in low or "busy" in low:
+        return LibraryBusyError(f"The library catalog {path} is locked by another program "
+                                f"({msg}); try again when it has finished.")
+    if "full" in low:
+        return LibraryError(f"Could not write the library catalog {path}: the disk is full. "
+                            "Free some space and try again.")
+    if "i/o" in low:
+        return LibraryError(f"Could not read or write the library catalog {path} ({msg}): "
+                            "the disk may be full, read-only or disconnected. Free some space "
+                            "or reconnect it, then try again.")
+    if "readonly" in low or "unable to open" in low:
+        return LibraryError(f"Could not open or write the library catalog {path} ({msg}). "
+                            f"Check that the folder {directory} is writable and its disk is "
+                            "connected.")
+    return LibraryError(f"The library catalog {path} failed: {msg}. {hint}.")
+
+
+def _disk_error(directory: Path, exc: OSError, doing: str) -> LibraryError:
+    """A :class:`LibraryError` for an OSError while ``doing`` something in ``directory``."""
+    if exc.errno in _FULL:
+        return LibraryError(f"Could not {doing} in {directory}: the disk is full. Free some "
+                            "space and try again (the catalog is intact; the index is "
+                            "rebuilt from it if needed).")
+    if exc.errno in _DENIED:
+        return LibraryError(f"Could not {doing} in {directory}: {exc.strerror or exc}. Make "
+                            "the library folder writable, or use another library folder.")
+    return LibraryError(f"Could not {doing} in {directory}: {exc.strerror or exc}.")
+
+
+def _is_db_problem(exc: BaseException) -> bool:
+    """SQLite errors that come from the file, not from a bug in this program."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.NotSupportedError)
+
+
 class Library:
     """A photo library: one folder holding the catalog and its index files.
 
@@ -123,6 +258,11 @@ class Library:
         directory: library folder (created); ``None`` → the per-user default.
         encoder: the active model.
         config: settings.
+
+    Raises:
+        LibraryError: the catalog is damaged or cannot be opened, the folder is not
+            writable, or another process holds the writer lock for longer than
+            ``config.lock_timeout_s`` while this open needs to write.
     """
 
     def __init__(
@@ -130,10 +270,14 @@ class Library:
         config: LibraryConfig = LibraryConfig(),
     ) -> None:
         self.directory = Path(directory) if directory is not None else default_library_dir()
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _disk_error(self.directory, exc, "create the library folder") from exc
         self.config = config
-        self.catalog = Catalog(self.directory / CATALOG_FILE)
         self._write_lock = threading.RLock()
+        self._write_depth = 0
+        self._flock = FileLock(self.directory / LOCK_FILE)
         self._watcher: LibraryWatcher | None = None
         self._change: ModelChange | None = None
         self._pending_index: BinaryIndex | None = None
@@ -141,29 +285,26 @@ class Library:
         self._closing = threading.Event()
         self._last_save = 0.0
         self._saved_generation = -1
+        #: Catalog generation the in-memory indexes match (all commits up to it mirrored).
+        self._synced_gen = -1
+        self._store_suspect = False  # reads found rows that differ from the catalog
+        self._store_checked_gen = -2  # generation of the last failed store check
+        self._dirty = False  # this process committed changes not saved to the cache files
+        self._encoder = encoder
         #: Called (on the watcher thread) with the result of each watcher batch.
         self.on_watch_result: Callable[[ScanResult], None] | None = None
-
-        active = self.catalog.active_model
-        if active is not None and active != encoder.model_id:
-            logger.warning("library model changes from %s to %s on open: old codes dropped, "
-                           "files are re-encoded by the next scan", active, encoder.model_id)
-            self.catalog.drop_model(active)
-            for name in (_index_file(active), _store_file(active)):
-                (self.directory / name).unlink(missing_ok=True)
-        self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
-        self._remember_calibration(encoder)
-        if active != encoder.model_id:
-            self.catalog.set_active_model(encoder.model_id)
         self._rebuilt: list[str] = []
-        self.phash_index = self._load_phash_index()
-        self._encoder = encoder
-        self._index = self._load_code_index(encoder)
-        self._store = self._load_store(encoder)
+        self.catalog = self._open_catalog()
+        try:
+            with self._guard():
+                self._setup(encoder)
+        except BaseException:
+            self.catalog.close()
+            self._flock.close()
+            raise
         self._scanner = self._make_scanner(encoder)
         #: Index files rebuilt from the catalog when opening (missing, corrupt or stale).
         self.rebuilt_indexes: tuple[str, ...] = tuple(self._rebuilt)
-        self._seen_generation = self.catalog.generation
 
     @classmethod
     def open(
@@ -179,6 +320,108 @@ class Library:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # ----------------------------------------------------------------- open
+    def _open_catalog(self) -> Catalog:
+        lock_path = self.directory / LOCK_FILE
+        if lock_path.is_dir() and not lock_path.is_symlink():
+            move_aside(lock_path)
+        try:
+            return Catalog(self.directory / CATALOG_FILE)
+        except sqlite3.Error as exc:
+            if _is_db_problem(exc):
+                raise _catalog_error(self.directory, exc) from exc
+            raise
+        except OSError as exc:
+            raise _disk_error(self.directory, exc, "open the library catalog") from exc
+
+    def _setup(self, encoder: ImageEncoder) -> None:
+        """Register the model (under the writer lock when that writes), then load caches."""
+        mid = encoder.model_id
+        calib = getattr(encoder, "near_duplicate_cosine", None)
+        calib_key = f"{_NEAR_DUP_KEY}{mid}"
+        if (self.catalog.active_model != mid
+                or self.catalog.model_sizes(mid) != (encoder.n_bits, encoder.embed_dim)
+                or (calib is not None and self.catalog.get_meta(calib_key)
+                    != repr(float(calib)))):
+            with self._writing("opening the library", sync=False):
+                active = self.catalog.active_model
+                if active is not None and active != mid:
+                    logger.warning("library model changes from %s to %s on open: old codes "
+                                   "dropped, files are re-encoded by the next scan",
+                                   active, mid)
+                    self.catalog.drop_model(active)
+                    for name in (_index_file(active), _store_file(active)):
+                        (self.directory / name).unlink(missing_ok=True)
+                self.catalog.ensure_model(mid, encoder.n_bits, encoder.embed_dim)
+                self._remember_calibration(encoder)
+                if active != mid:
+                    self.catalog.set_active_model(mid)
+        owner = self._flock.try_acquire("loading the library")
+        try:
+            if owner:
+                remove_stale_temps(self.directory)
+            self._load_caches(encoder, locked=owner)
+        finally:
+            if owner:
+                self._flock.release()
+
+    def _load_caches(self, encoder: ImageEncoder, *, locked: bool) -> None:
+        """Load the index files and the store, rebuilding what does not match the catalog
+        (saved only when ``locked``: the caller holds the writer lock)."""
+        mid = encoder.model_id
+        with self.catalog.snapshot():
+            gen = self.catalog.generation
+            code_digest = self.catalog.code_digest(mid)
+
+            def rebuild_codes(idx: BinaryIndex) -> None:
+                for ids, codes in self.catalog.iter_codes(mid):
+                    idx.add(ids, codes)
+
+            def rebuild_phash(idx: BinaryIndex) -> None:
+                ids, ph = self.catalog.all_phashes()
+                if len(ids):
+                    idx.add(ids, phash_codes(ph.tolist()))
+
+            self._index, rebuilt_codes = load_or_rebuild(
+                self.directory / _index_file(mid), model_id=mid, n_bits=encoder.n_bits,
+                generation=gen, expected_count=code_digest.count,
+                expected_digest=code_digest, rebuild=rebuild_codes, save=False)
+            ph_digest = self.catalog.phash_digest()
+            self.phash_index, rebuilt_ph = load_or_rebuild(
+                self.directory / PHASH_INDEX_FILE, model_id="phash", n_bits=64,
+                generation=gen, expected_count=ph_digest.count,
+                expected_digest=ph_digest, rebuild=rebuild_phash, save=False)
+            store_args = dict(
+                model_id=mid, dim=encoder.embed_dim, generation=gen,
+                rebuild=lambda: self.catalog.iter_embeddings(mid), digest=code_digest,
+                sample=self.catalog.sample_embedding_blobs(mid), fallback=self._fallback(mid),
+                on_damage=self._on_store_damage)
+            store_path = self.directory / _store_file(mid)
+            try:
+                self._store, _ = open_store(store_path, may_rebuild=locked, **store_args)
+                if locked and rebuilt_codes:
+                    self._index.save(self.directory / _index_file(mid), gen)
+                if locked and rebuilt_ph:
+                    self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
+            except OSError as exc:  # a cache we cannot write: work from memory / catalog
+                logger.warning("%s", _disk_error(self.directory, exc, "save the library index"))
+                locked = False
+                if not hasattr(self, "_store"):
+                    try:
+                        self._store, _ = open_store(store_path, may_rebuild=False,
+                                                    **store_args)
+                    except OSError as exc2:
+                        raise _disk_error(self.directory, exc2,
+                                          "open the embedding store") from exc2
+        if rebuilt_codes:
+            logger.info("rebuilt code index of %s (%d codes)", mid, self._index.ntotal)
+            self._rebuilt.append(mid)
+        if rebuilt_ph:
+            self._rebuilt.append("phash")
+        self._synced_gen = gen
+        if locked or not (rebuilt_codes or rebuilt_ph):
+            self._saved_generation = gen if self._store.verified else -1
+
     # ----------------------------------------------------------------- indexes
     @property
     def encoder(self) -> ImageEncoder:
@@ -190,42 +433,105 @@ class Library:
         """The active model's code index."""
         return self._index
 
-    def _load_code_index(self, encoder: ImageEncoder) -> BinaryIndex:
-        mid = encoder.model_id
+    def _fallback(self, model_id: str) -> Callable[[Sequence[int]], dict[int, bytes]]:
+        return lambda ids: self.catalog.fetch_embedding_blobs(ids, model_id)
 
-        def rebuild(idx: BinaryIndex) -> None:
-            for ids, codes in self.catalog.iter_codes(mid):
-                idx.add(ids, codes)
+    def _on_store_damage(self, n: int) -> None:
+        """A read found ``n`` store rows that differ from the catalog. Only a store stamped
+        with the catalog's generation claims to match it (a writer may be mid-batch)."""
+        try:
+            if self._store.header_generation() == self.catalog.generation:
+                self._store_suspect = True
+        except (OSError, ValueError, sqlite3.Error):
+            self._store_suspect = True
 
-        idx, rebuilt = load_or_rebuild(
-            self.directory / _index_file(mid), model_id=mid, n_bits=encoder.n_bits,
-            generation=self.catalog.generation, expected_count=self.catalog.count_codes(mid),
-            rebuild=rebuild)
-        if rebuilt:
-            logger.info("rebuilt code index of %s (%d codes)", mid, idx.ntotal)
-            self._rebuilt.append(mid)
+    def _build_code_index(self, model_id: str, n_bits: int) -> BinaryIndex:
+        idx = BinaryIndex(n_bits, model_id)
+        for ids, codes in self.catalog.iter_codes(model_id):
+            idx.add(ids, codes)
         return idx
 
-    def _load_store(self, encoder: ImageEncoder) -> EmbeddingStore:
-        mid = encoder.model_id
-        store, _ = open_store(self.directory / _store_file(mid), model_id=mid,
-                              dim=encoder.embed_dim, generation=self.catalog.generation,
-                              rebuild=lambda: self.catalog.iter_embeddings(mid))
-        return store
-
-    def _load_phash_index(self) -> BinaryIndex:
-        def rebuild(idx: BinaryIndex) -> None:
-            ids, ph = self.catalog.all_phashes()
-            if len(ids):
-                idx.add(ids, phash_codes(ph.tolist()))
-
-        idx, rebuilt = load_or_rebuild(
-            self.directory / PHASH_INDEX_FILE, model_id="phash", n_bits=64,
-            generation=self.catalog.generation, expected_count=self.catalog.count_phashes(),
-            rebuild=rebuild)
-        if rebuilt:
-            self._rebuilt.append("phash")
+    def _build_phash_index(self) -> BinaryIndex:
+        idx = BinaryIndex(64, "phash")
+        ids, ph = self.catalog.all_phashes()
+        if len(ids):
+            idx.add(ids, phash_codes(ph.tolist()))
         return idx
+
+    def _reload_indexes(self, *, locked: bool) -> None:
+        """Rebuild the in-memory indexes from one catalog state (another process wrote)."""
+        with self.catalog.snapshot():
+            gen = self.catalog.generation
+            code = self._build_code_index(self._encoder.model_id, self._encoder.n_bits)
+            ph = self._build_phash_index()
+            pending = self._pending_index
+            if pending is not None:
+                pending = self._build_code_index(pending.model_id, pending.n_bits)
+                if locked and self._pending_store is not None:
+                    self._pending_store.rebuild(
+                        self.catalog.iter_embeddings(pending.model_id))
+        self._index, self.phash_index = code, ph
+        if pending is not None:
+            self._pending_index = pending
+        self._synced_gen = gen
+
+    def _check_store(self, *, locked: bool, force: bool = False) -> None:
+        """Trust the store only if it provably matches the catalog; rebuild it when
+        ``locked`` (the writer lock is ours), else leave it unused (searches read the
+        catalog)."""
+        mid = self._encoder.model_id
+        with self.catalog.snapshot():
+            gen = self.catalog.generation
+            digest = self.catalog.code_digest(mid)
+            if not force and not self._store_suspect:
+                if not locked and gen == self._store_checked_gen:
+                    return  # checked and failed at this generation already
+                problems = self._store.problems(gen, digest,
+                                                self.catalog.sample_embedding_blobs(mid))
+                if not problems:
+                    self._store.verified = True
+                    return
+            else:
+                problems = [f"{self._store.damaged_rows} damaged rows read" if
+                            self._store_suspect else "rebuild requested"]
+            if not locked:
+                self._store.verified = False
+                self._store_checked_gen = gen
+                logger.info("embedding store not usable yet (%s); searches read the catalog",
+                            "; ".join(problems))
+                return
+            logger.warning("embedding store %s: %s; rebuilding from catalog",
+                           self._store.path, "; ".join(problems))
+            try:
+                self._store.rebuild(self.catalog.iter_embeddings(mid))
+                self._store.save(gen, digest)
+            except OSError as exc:
+                raise _disk_error(self.directory, exc, "rebuild the embedding store") from exc
+        self._store.verified = True
+        self._store_suspect = False
+        self._store_checked_gen = -2
+
+    def _sync(self, *, locked: bool) -> bool:
+        """Catch up with commits of other processes (caller holds ``_write_lock``).
+
+        Returns:
+            True if the in-memory indexes were rebuilt.
+
+        Raises:
+            LibraryError: another process switched the library to another model.
+        """
+        active = self.catalog.active_model
+        if active is not None and active != self._encoder.model_id:
+            raise LibraryError(
+                f"Another program switched the library {self.directory} to the model "
+                f"{active}; reopen the library (restart the app) to use it.")
+        changed = self.catalog.generation != self._synced_gen
+        if changed:
+            logger.info("catalog changed by another process; reloading indexes")
+            self._reload_indexes(locked=locked)
+        if changed or self._store_suspect or not self._store.verified:
+            self._check_store(locked=locked)
+        return changed
 
     def _make_scanner(self, encoder: ImageEncoder) -> Scanner:
         return Scanner(self.catalog, encoder, self.config.scan, on_batch=self._apply)
@@ -238,7 +544,10 @@ class Library:
         for idx in live:
             idx.remove(change.removed_ids)
         for store in stores:
-            store.clear(change.removed_ids)
+            try:
+                store.clear(change.removed_ids)
+            except OSError:
+                store.verified = False
         if len(change.phash_ids):
             self.phash_index.add(change.phash_ids, phash_codes(change.phashes.tolist()))
         self.phash_index.remove(change.removed_ids)
@@ -249,41 +558,162 @@ class Library:
             else:  # content changed: the other model's code is gone from the catalog
                 idx.remove(change.replaced_ids)
         for store in stores:
-            if store.model_id == change.model_id:
-                if len(change.ids) and len(change.embeddings):
-                    store.put(change.ids, change.embeddings)
-            else:
-                store.clear(change.replaced_ids)
+            try:
+                if store.model_id == change.model_id:
+                    if len(change.ids) and len(change.embeddings):
+                        store.put(change.ids, change.embeddings)
+                else:
+                    store.clear(change.replaced_ids)
+            except OSError as exc:  # full disk: the catalog has the batch; rebuilt later
+                logger.warning("embedding store %s not updated (%s); searches read the "
+                               "catalog until it is rebuilt", store.path, exc)
+                store.verified = False
 
     @contextmanager
-    def _writing(self) -> Iterator[None]:
-        """Hold the writer lock; afterwards remember the catalog generation we produced."""
+    def _guard(self) -> Iterator[None]:
+        """Turn a damaged or unusable catalog into a :class:`LibraryError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if _is_db_problem(exc):
+                raise _catalog_error(self.directory, exc) from exc
+            raise
+
+    @contextmanager
+    def _writing(
+        self, action: str, *, wait_s: float | None = None, sync: bool = True,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> Iterator[None]:
+        """Hold the writer lock of this process and of the library (the lock file).
+
+        The outermost hold first catches up with other processes' commits; at its end the
+        catalog generation is what the in-memory indexes mirror (every commit in between
+        was ours and went through :meth:`_apply`).
+
+        Args:
+            action: what we do, shown to processes that wait for us.
+            wait_s: longest wait for another process (default ``config.lock_timeout_s``;
+                ``math.inf``: until the library closes or ``should_stop``).
+            sync: catch up first (False only while opening, before the indexes exist).
+
+        Raises:
+            LibraryBusyError: another process kept the lock for the whole wait.
+        """
         with self._write_lock:
+            if self._write_depth:
+                self._write_depth += 1
+                try:
+                    yield
+                finally:
+                    self._write_depth -= 1
+                return
+            timeout = self.config.lock_timeout_s if wait_s is None else wait_s
+
+            def stop() -> bool:
+                return self._closing.is_set() or bool(should_stop and should_stop())
+
             try:
+                got = self._flock.acquire(action, timeout, should_stop=stop)
+            except LockTimeout as exc:
+                raise LibraryBusyError(
+                    f"The library {self.directory} is busy: {describe_holder(exc.holder)} is "
+                    f"changing it (waited {exc.waited_s:.0f} s). Try again when it has "
+                    "finished, or stop it.", exc.holder) from None
+            except OSError as exc:
+                raise _disk_error(self.directory, exc, "lock the library") from exc
+            if not got:
+                raise _Stopped(f"The library {self.directory} is closing.")
+            self._write_depth = 1
+            ok = False
+            try:
+                if sync:
+                    self._sync(locked=True)
+                start = self.catalog.generation
                 yield
+                ok = True
             finally:
-                self._seen_generation = self.catalog.generation
+                self._write_depth = 0
+                try:
+                    # After an error a commit may have missed its mirror: reload next time.
+                    gen = self.catalog.generation
+                    self._synced_gen = gen if ok else -1
+                    if gen != self._saved_generation and (not ok or gen != start):
+                        self._dirty = True
+                        if ok and sync:  # (not while opening: no store yet)
+                            self._stamp_store(gen)
+                except sqlite3.Error:
+                    self._synced_gen = -1
+                self._flock.release()
+
+    def _stamp_store(self, gen: int) -> None:
+        """Before handing the lock on with unsaved changes, stamp the store (an fsync and a
+        header write, not a rewrite): its rows mirror every commit we made, so the next
+        writer need not rebuild it."""
+        if not self._store.verified or self._store_suspect:
+            return
+        try:
+            self._store.save(gen, id_digest(self._index.ids()))
+        except (OSError, ValueError) as exc:
+            logger.warning("embedding store %s not stamped: %s", self._store.path, exc)
+            self._store.verified = False
 
     def save(self, *, force: bool = True) -> None:
-        """Save the indexes (atomically) stamped with the catalog generation.
+        """Save the indexes (atomically) stamped with the catalog generation they match.
 
         Args:
             force: if False, skip unless ``config.save_interval_s`` passed since the last save
                 (a crash before the next save only costs a rebuild on open).
+
+        Raises:
+            LibraryError: the disk is full or the folder is not writable (the catalog is
+                intact), or another process kept the writer lock too long.
         """
-        with self._write_lock:
+        with self._guard(), self._writing("saving the index"):
             gen = self.catalog.generation
-            if not force and (gen == self._saved_generation or time.monotonic()
-                              - self._last_save < self.config.save_interval_s):
+            if gen == self._saved_generation and self._store.verified:
                 return
-            self._index.save(self.directory / _index_file(self._index.model_id), gen)
+            if not force and (time.monotonic() - self._last_save
+                              < self.config.save_interval_s):
+                return
+            self._save_locked(check=force)
+
+    def _save_locked(self, *, check: bool = True) -> None:
+        """Write the caches (the caller holds the writer lock, so memory == catalog).
+
+        Args:
+            check: first compare the code index's ids with the catalog's (a scan of the
+                model's codes; skipped for the frequent watcher saves) and rebuild on a
+                difference, so no save ever writes a commit that was not mirrored.
+        """
+        mid = self._index.model_id
+        if not self._store.verified or self._store_suspect:
+            self._check_store(locked=True)
+        digest = id_digest(self._index.ids())
+        if check:
+            with self.catalog.snapshot():
+                gen = self.catalog.generation
+                expected = self.catalog.code_digest(mid)
+            if digest != expected:  # a commit was not mirrored
+                logger.warning("code index of %s does not match the catalog; rebuilding it "
+                               "before saving", mid)
+                self._reload_indexes(locked=True)
+                self._check_store(locked=True, force=True)
+                gen, digest = self._synced_gen, id_digest(self._index.ids())
+        else:
+            gen = self.catalog.generation
+        try:
+            self._index.save(self.directory / _index_file(mid), gen)
             self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
-            self._store.save(gen)
-            self._last_save = time.monotonic()
-            self._saved_generation = gen
+            self._store.save(gen, digest)
+        except OSError as exc:
+            raise _disk_error(self.directory, exc, "save the library index") from exc
+        self._last_save = time.monotonic()
+        self._saved_generation = gen
+        self._dirty = False
 
     def refresh(self) -> bool:
-        """Rebuild the in-memory indexes if another process changed the catalog.
+        """Follow changes another process committed to the catalog (reload the in-memory
+        indexes; re-check the embedding store, repairing it when the writer lock is free).
 
         Returns:
             True if the indexes were rebuilt. Never blocks on a running scan (returns False).
@@ -291,25 +721,62 @@ class Library:
         if not self._write_lock.acquire(blocking=False):
             return False
         try:
-            if (self.catalog.generation == self._seen_generation
-                    or self._pending_index is not None):
+            if self._pending_index is not None:
                 return False
-            logger.info("catalog changed by another process; reloading indexes")
-            code_index = BinaryIndex(self._encoder.n_bits, self._encoder.model_id)
-            for ids, codes in self.catalog.iter_codes(self._encoder.model_id):
-                code_index.add(ids, codes)
-            ph_index = BinaryIndex(64, "phash")
-            ids, ph = self.catalog.all_phashes()
-            if len(ids):
-                ph_index.add(ids, phash_codes(ph.tolist()))
-            self._index, self.phash_index = code_index, ph_index
-            if not self._store.matches(self.catalog.generation):
-                mid = self._encoder.model_id
-                self._store.rebuild(self.catalog.iter_embeddings(mid))
-            self._seen_generation = self.catalog.generation
-            return True
+            with self._guard():
+                if (self.catalog.generation == self._synced_gen and not self._store_suspect
+                        and self._store.verified):
+                    return False
+                locked = self._flock.try_acquire("repairing the index")
+                try:
+                    return self._sync(locked=locked)
+                finally:
+                    if locked:
+                        self._flock.release()
         finally:
             self._write_lock.release()
+
+    # ----------------------------------------------------------------- repair
+    @classmethod
+    def repair(
+        cls, directory: str | os.PathLike[str] | None, *, lock_timeout_s: float = 60.0,
+    ) -> RepairReport:
+        """Check and repair a library folder; the library need not open (close it first).
+
+        Runs SQLite's integrity check on the catalog. A damaged catalog (or a file that is
+        no catalog) is moved aside as ``catalog.sqlite3.broken`` and replaced by a new one
+        holding every row that could still be read (folders, files, codes). Then deletes the
+        index and embedding files and stale temp files: the next open rebuilds them from the
+        catalog, the next scan re-encodes whatever was lost. Photo folders are never touched.
+
+        Args:
+            directory: the library folder (``None``: the per-user default).
+            lock_timeout_s: how long to wait for another process's write.
+
+        Raises:
+            LibraryError: no library there, another process keeps writing, or the catalog
+                was made by a newer version of this program.
+        """
+        d = Path(directory) if directory is not None else default_library_dir()
+        if not d.is_dir():
+            raise LibraryError(f"There is no library folder at {d}.")
+        lock_path = d / LOCK_FILE
+        if lock_path.is_dir() and not lock_path.is_symlink():
+            move_aside(lock_path)
+        lock = FileLock(lock_path)
+        try:
+            lock.acquire("repairing the library", lock_timeout_s)
+        except LockTimeout as exc:
+            lock.close()
+            raise LibraryBusyError(
+                f"Cannot repair {d} now: {describe_holder(exc.holder)} is using it. Stop it "
+                "and try again.", exc.holder) from None
+        try:
+            return _repair_locked(d)
+        except OSError as exc:
+            raise _disk_error(d, exc, "repair the library") from exc
+        finally:
+            lock.close()
 
     # ----------------------------------------------------------------- roots
     def add_root(
@@ -317,7 +784,7 @@ class Library:
         excludes: Iterable[str] = (),
     ) -> RootInfo:
         """Add a folder (not scanned until :meth:`scan`); watched if watching."""
-        with self._writing():
+        with self._guard(), self._writing("adding a folder"):
             root = self.catalog.add_root(Path(path).expanduser(), watch_mode, excludes)
         if self._watcher is not None:
             self._watcher.refresh()
@@ -325,7 +792,7 @@ class Library:
 
     def remove_root(self, root: int | str | os.PathLike[str]) -> None:
         """Forget a folder and its files (nothing on disk is touched)."""
-        with self._writing():
+        with self._guard(), self._writing("removing a folder"):
             info = (self.catalog.root(root) if isinstance(root, int)
                     else self.catalog.root_by_path(Path(root).expanduser()))
             if info is None:
@@ -343,33 +810,67 @@ class Library:
 
     def roots(self) -> list[RootInfo]:
         """Library folders."""
-        return self.catalog.roots()
+        with self._guard():
+            return self.catalog.roots()
 
     # ----------------------------------------------------------------- scanning
     def scan(
         self, root_ids: Sequence[int] | None = None, *,
         on_progress: Callable[[ScanProgress], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        lock_timeout_s: float | None = None,
     ) -> ScanResult:
-        """Full incremental scan of all (or some) roots; see :class:`Scanner`."""
-        with self._writing():
-            try:
-                return self._scanner.scan(root_ids, on_progress=on_progress,
-                                          should_stop=should_stop)
-            finally:
+        """Full incremental scan of all (or some) roots; see :class:`Scanner`.
+
+        One scan at a time per library, across processes: this waits for another process's
+        write (a scan that comes second then finds the photos already indexed). A
+        ``should_stop`` (or :meth:`close`) during the wait returns a cancelled result.
+
+        Args:
+            lock_timeout_s: how long to wait for another process's write (default
+                ``config.lock_timeout_s``; ``math.inf``: as long as it takes).
+
+        Raises:
+            LibraryBusyError: another process kept writing for the whole wait.
+            LibraryError: damaged catalog, full disk.
+        """
+        try:
+            with self._guard(), self._writing("scanning", wait_s=lock_timeout_s,
+                                              should_stop=should_stop):
+                try:
+                    result = self._scanner.scan(root_ids, on_progress=on_progress,
+                                                should_stop=should_stop)
+                except BaseException:
+                    try:
+                        self.save()
+                    except LibraryError as exc:  # keep the scan's own error
+                        logger.warning("%s", exc)
+                    raise
                 self.save()
+                return result
+        except _Stopped:  # stopped (or closed) while waiting for another process
+            return ScanResult(cancelled=True)
 
     def scan_paths(
         self, paths: Iterable[str | os.PathLike[str]], *,
         should_stop: Callable[[], bool] | None = None,
+        lock_timeout_s: float | None = None,
     ) -> ScanResult:
         """Rescan only these files/folders (what the watcher calls); saves index files at
-        most every ``config.save_interval_s``."""
-        with self._writing():
-            try:
-                return self._scanner.scan_paths(paths, should_stop=should_stop)
-            finally:
-                self.save(force=False)
+        most every ``config.save_interval_s`` (a failed save is logged: the catalog holds
+        the batch and the index is rebuilt from it when needed)."""
+        try:
+            with self._guard(), self._writing("indexing changed files",
+                                              wait_s=lock_timeout_s, should_stop=should_stop):
+                try:
+                    return self._scanner.scan_paths(paths, should_stop=should_stop)
+                finally:
+                    try:
+                        self.save(force=False)
+                    except LibraryError as exc:
+                        logger.warning("%s", exc)
+        except _Stopped:
+            return ScanResult(cancelled=True)
 
     # ----------------------------------------------------------------- search
     def _remember_calibration(self, encoder: ImageEncoder) -> None:
@@ -394,6 +895,8 @@ class Library:
     ) -> list[SearchHit]:
         """Find similar photos; see :mod:`core.library.search` for stages and tiers.
 
+        Never waits for another process's write; scores are always finite.
+
         Args:
             query: image path, in-memory image or indexed file id.
             k: number of results (cap for radius queries).
@@ -403,17 +906,20 @@ class Library:
         Raises:
             core.imageio.ImageLoadError: query file cannot be decoded.
             KeyError: unknown file id.
+            LibraryError: damaged catalog.
         """
-        self.refresh()  # cheap unless another process changed the catalog
-        # one consistent snapshot
-        encoder, index, store = self._encoder, self._index, self._store
-        q = prepare_query(query, catalog=self.catalog, encoder=encoder,
-                          decode_size=self._scanner.decode_size, robust=robust)
-        return run_search(q, catalog=self.catalog, model_id=encoder.model_id,
-                          code_index=index, phash_index=self.phash_index, k=k, radius=radius,
-                          config=replace(self.config.search,
-                                         thresholds=self._thresholds(encoder)),
-                          embeddings=store)
+        with self._guard():
+            self.refresh()  # cheap unless another process changed the catalog
+            # one consistent snapshot
+            encoder, index, store = self._encoder, self._index, self._store
+            q = prepare_query(query, catalog=self.catalog, encoder=encoder,
+                              decode_size=self._scanner.decode_size, robust=robust)
+            hits = run_search(q, catalog=self.catalog, model_id=encoder.model_id,
+                              code_index=index, phash_index=self.phash_index, k=k,
+                              radius=radius, config=replace(
+                                  self.config.search, thresholds=self._thresholds(encoder)),
+                              embeddings=store if store.verified else None)
+        return [h for h in hits if math.isfinite(h.score)]
 
     def duplicates(self, level: str = "normal", *,
                    should_stop: Callable[[], bool] | None = None,
@@ -429,30 +935,36 @@ class Library:
             on_progress: ``on_progress((done, total))`` over those pixel checks (one
                 argument, as the app's workers report progress).
         """
-        encoder, index = self._encoder, self._index
-        return find_duplicates(catalog=self.catalog, model_id=encoder.model_id,
-                               code_index=index, phash_index=self.phash_index,
-                               thresholds=duplicate_level(self._thresholds(encoder), level),
-                               mirror_phash_radius=self.config.search.mirror_phash_radius,
-                               check_pair=CropVerifier() if level == "normal" else None,
-                               check_floor=CROP_CHECK_FLOOR, should_stop=should_stop,
-                               on_progress=(None if on_progress is None else
-                                            lambda done, total: on_progress((done, total))))
+        with self._guard():
+            self.refresh()
+            encoder, index = self._encoder, self._index
+            return find_duplicates(
+                catalog=self.catalog, model_id=encoder.model_id, code_index=index,
+                phash_index=self.phash_index,
+                thresholds=duplicate_level(self._thresholds(encoder), level),
+                mirror_phash_radius=self.config.search.mirror_phash_radius,
+                check_pair=CropVerifier() if level == "normal" else None,
+                check_floor=CROP_CHECK_FLOOR, should_stop=should_stop,
+                on_progress=(None if on_progress is None else
+                             lambda done, total: on_progress((done, total))))
 
     # ----------------------------------------------------------------- status
     def status(self) -> LibraryStatus:
-        """Counts, roots and activity."""
-        roots = tuple(self.catalog.roots())
-        return LibraryStatus(
-            directory=str(self.directory), model_id=self._encoder.model_id,
-            files=self.catalog.count_files(), ok=self.catalog.count_files("ok"),
-            errors=self.catalog.count_files("error"),
-            pending=self.catalog.count_files("pending"), indexed=self._index.ntotal,
-            roots=roots, offline_roots=tuple(r.path for r in roots if not r.online),
-            watching=self._watcher is not None,
-            reencoding_to=self._change.model_id if self._change and not self._change.done.is_set()
-            else None,
-        )
+        """Counts, roots and activity (``indexed``: files with a code in the catalog, i.e.
+        what the next search can find)."""
+        with self._guard():
+            roots = tuple(self.catalog.roots())
+            return LibraryStatus(
+                directory=str(self.directory), model_id=self._encoder.model_id,
+                files=self.catalog.count_files(), ok=self.catalog.count_files("ok"),
+                errors=self.catalog.count_files("error"),
+                pending=self.catalog.count_files("pending"),
+                indexed=self.catalog.count_codes(self._encoder.model_id),
+                roots=roots, offline_roots=tuple(r.path for r in roots if not r.online),
+                watching=self._watcher is not None,
+                reencoding_to=self._change.model_id
+                if self._change and not self._change.done.is_set() else None,
+            )
 
     # ----------------------------------------------------------------- watching
     def start_watching(self) -> None:
@@ -478,7 +990,10 @@ class Library:
         paths = [p for p in paths if not os.path.abspath(p).startswith(own)]  # our own files
         if not paths:
             return
-        result = self.scan_paths(paths)
+        # another process's scan: wait for it, however long (a lost batch is lost)
+        result = self.scan_paths(paths, lock_timeout_s=math.inf)
+        if self._closing.is_set():
+            return
         logger.info("watcher batch: %d paths, +%d ~%d >%d -%d, %d errors", len(paths),
                     result.added, result.updated, result.moved, result.deleted,
                     len(result.errors))
@@ -486,13 +1001,17 @@ class Library:
             self.on_watch_result(result)
 
     def _on_root_state(self, root: RootInfo, online: bool) -> None:
-        if online:
-            result = self.scan([root.id])  # marks it online unless it looks unmounted
-            if self.on_watch_result is not None:
-                self.on_watch_result(result)
-        else:
-            with self._writing():
-                self.catalog.set_root_online(root.id, False)
+        try:
+            if online:  # marks it online unless it looks unmounted
+                result = self.scan([root.id], lock_timeout_s=math.inf)
+                if self.on_watch_result is not None and not self._closing.is_set():
+                    self.on_watch_result(result)
+            else:
+                with self._guard(), self._writing("marking a folder offline",
+                                                  wait_s=math.inf):
+                    self.catalog.set_root_online(root.id, False)
+        except _Stopped:
+            return
 
     # ----------------------------------------------------------------- model change
     def change_encoder(
@@ -505,7 +1024,8 @@ class Library:
 
         Searches keep using the old encoder and index until the swap. Codes already written
         for the new model (an earlier, interrupted change) are reused. On cancel the old
-        model stays active and the new codes stay in the catalog for a later resume.
+        model stays active and the new codes stay in the catalog for a later resume. Each
+        chunk waits as long as needed for other processes' writes.
 
         Args:
             encoder: the new model.
@@ -524,12 +1044,15 @@ class Library:
 
         def work() -> None:
             try:
-                self._reencode(encoder, change, on_progress, should_stop, chunk)
+                with self._guard():
+                    self._reencode(encoder, change, on_progress, should_stop, chunk)
+            except _Stopped:
+                change.cancelled = True
             except BaseException as exc:
                 logger.exception("re-encoding with %s failed", encoder.model_id)
                 change.error = exc
             finally:
-                with self._writing():
+                with self._write_lock:
                     self._pending_index = None
                     if self._pending_store is not None:  # not swapped in: rebuilt when used
                         self._pending_store.close()
@@ -548,14 +1071,15 @@ class Library:
         on_progress: Callable[[ScanProgress], None] | None,
         should_stop: Callable[[], bool] | None, chunk: int,
     ) -> None:
-        with self._writing():
+        with self._writing("changing the model", wait_s=math.inf, should_stop=should_stop):
             self.catalog.ensure_model(encoder.model_id, encoder.n_bits, encoder.embed_dim)
-            new_index = BinaryIndex(encoder.n_bits, encoder.model_id)
-            for ids, codes in self.catalog.iter_codes(encoder.model_id):
-                new_index.add(ids, codes)
+            new_index = self._build_code_index(encoder.model_id, encoder.n_bits)
             new_store = EmbeddingStore(self.directory / _store_file(encoder.model_id),
-                                       encoder.model_id, encoder.embed_dim)
+                                       encoder.model_id, encoder.embed_dim,
+                                       fallback=self._fallback(encoder.model_id),
+                                       on_damage=self._on_store_damage)
             new_store.rebuild(self.catalog.iter_embeddings(encoder.model_id))
+            new_store.verified = True
             self._pending_index, self._pending_store = new_index, new_store
             scanner = Scanner(self.catalog, encoder, self.config.scan, on_batch=self._apply)
             total = max(0, self.catalog.count_files("ok")
@@ -571,7 +1095,8 @@ class Library:
             if (should_stop and should_stop()) or self._closing.is_set():
                 change.cancelled = True
                 return
-            with self._writing():
+            with self._writing("changing the model", wait_s=math.inf,
+                               should_stop=should_stop):
                 result = scanner.encode_missing(on_progress=progress,
                                                 should_stop=should_stop, max_files=chunk)
                 change.encoded += result.encoded
@@ -603,12 +1128,200 @@ class Library:
 
     # ----------------------------------------------------------------- close
     def close(self) -> None:
-        """Stop watching and background work, save the indexes, close the catalog."""
+        """Stop watching and background work, save the indexes, close the catalog.
+
+        Waits for the writer lock (at most 5 s) only to save this process's own changes; a
+        save that cannot happen (another process writing, a full disk) is logged, not
+        raised: the catalog is intact and the next open rebuilds what is stale.
+        """
         self._closing.set()
         self.stop_watching()
         if self._change is not None and self._change.thread is not None:
             self._change.thread.join()
         with self._write_lock:
-            self.save()
-            self._store.close()
-            self.catalog.close()
+            try:
+                self._closing.clear()  # let save() take the lock like any write
+                # Our own unsaved changes are worth a short wait; else save only if free
+                # (a writer elsewhere saves what it writes, the next open rebuilds the rest).
+                try:
+                    got = (self._flock.acquire("saving the index",
+                                               min(self.config.lock_timeout_s, 5.0))
+                           if self._dirty else self._flock.try_acquire("saving the index"))
+                except LockTimeout as exc:
+                    got = False
+                    logger.info("index not saved at close: %s", exc)
+                if got:
+                    try:
+                        self.save()
+                    finally:
+                        self._flock.release()
+            except LibraryError as exc:
+                logger.warning("index not saved at close: %s", exc)
+            except sqlite3.Error as exc:
+                logger.warning("index not saved at close: %s", exc)
+            finally:
+                self._closing.set()
+                self._store.close()
+                self.catalog.close()
+                self._flock.close()
+
+
+# --------------------------------------------------------------------- repair helpers
+#: Tables copied out of a damaged catalog, parents first, with the key to page through.
+_RECOVER_TABLES = (("meta", "rowid"), ("roots", "id"), ("models", "rowid"),
+                   ("files", "id"), ("codes", "file_id"))
+
+
+def _catalog_problems(path: Path) -> list[str]:
+    """Why ``path`` is not a sound catalog (empty: it is)."""
+    if path.is_dir():
+        return [f"{path.name} is a folder"]
+    conn = None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5.0)
+        rows = conn.execute("PRAGMA integrity_check(20)").fetchall()
+        msgs = [str(r[0]) for r in rows]
+        if msgs != ["ok"]:
+            return msgs
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
+        missing = {"meta", "roots", "files", "codes", "models", "schema_migrations"} - names
+        if missing:
+            return [f"tables missing: {', '.join(sorted(missing))}"]
+        newest = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
+        if newest is not None and newest > SCHEMA_VERSION:
+            raise LibraryError(f"The library catalog {path} was made by a newer version of "
+                               f"this program (schema {newest}); update the program instead "
+                               "of repairing.")
+        return []
+    except sqlite3.DatabaseError as exc:
+        return [str(exc)]
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _copy_rows(conn: sqlite3.Connection, table: str, key: str) -> int:
+    """Copy the readable rows of ``old.table`` into ``main.table``; returns how many."""
+    try:
+        old_cols = [r[1] for r in conn.execute(f"PRAGMA old.table_info({table})")]
+    except sqlite3.DatabaseError:
+        return 0
+    new_cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
+    cols = ", ".join(c for c in new_cols if c in old_cols)
+    if not cols:
+        return 0
+    where = "WHERE key != 'generation'" if table == "meta" else ""
+    before = conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
+    try:
+        conn.execute(f"INSERT OR IGNORE INTO main.{table}({cols}) SELECT {cols} "
+                     f"FROM old.{table} {where}")
+    except sqlite3.DatabaseError:  # damaged pages: copy key ranges around them
+        try:
+            conn.execute(f"SELECT 1 FROM old.{table} LIMIT 1").fetchall()
+        except sqlite3.DatabaseError:
+            return 0  # its root page is unreadable: nothing of it can be reached
+        try:
+            hi = int(conn.execute(f"SELECT MAX({key}) FROM old.{table}").fetchone()[0] or 0)
+        except sqlite3.DatabaseError:
+            hi = 1 << 20
+        extra = "AND key != 'generation'" if table == "meta" else ""
+        sql = (f"INSERT OR IGNORE INTO main.{table}({cols}) SELECT {cols} FROM "
+               f"old.{table} WHERE {key} BETWEEN ? AND ? {extra}")
+        budget = [20_000]  # failed reads before giving up on the table
+
+        def copy(lo: int, hi: int) -> None:
+            try:
+                conn.execute(sql, (lo, hi))
+            except sqlite3.DatabaseError:
+                budget[0] -= 1
+                if lo < hi and budget[0] > 0:  # halve the range around the damage
+                    mid = (lo + hi) // 2
+                    copy(lo, mid)
+                    copy(mid + 1, hi)
+
+        for lo in range(0, hi + 1, 256):
+            if budget[0] <= 0:
+                break
+            copy(lo, min(lo + 255, hi))
+    return conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0] - before
+
+
+def _recover_catalog(path: Path) -> tuple[Path, dict[str, int]]:
+    """Build a new catalog next to ``path`` from the rows of ``path`` that can be read."""
+    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.unlink(name)
+    tmp = Path(name)
+    Catalog(tmp).close()  # current schema
+    counts: dict[str, int] = {}
+    conn = sqlite3.connect(tmp, isolation_level=None)
+    try:
+        conn.execute("PRAGMA foreign_keys=OFF")
+        conn.execute("PRAGMA synchronous=OFF")  # a temp file until the final rename
+        old_gen = 0
+        attached = False
+        if not path.is_dir():
+            try:
+                conn.execute("ATTACH DATABASE ? AS old", (str(path),))
+                attached = True
+            except sqlite3.DatabaseError as exc:
+                logger.warning("cannot read %s at all: %s", path, exc)
+        if attached:
+            try:
+                row = conn.execute(
+                    "SELECT value FROM old.meta WHERE key = 'generation'").fetchone()
+                old_gen = int(row[0]) if row else 0
+            except (sqlite3.DatabaseError, ValueError):
+                old_gen = 0
+            for table, key in _RECOVER_TABLES:  # autocommit: damage aborts one statement
+                counts[table] = _copy_rows(conn, table, key)
+            # rows whose parent was lost go too
+            conn.execute("DELETE FROM files WHERE root_id NOT IN (SELECT id FROM roots)")
+            conn.execute("DELETE FROM codes WHERE file_id NOT IN (SELECT id FROM files) "
+                         "OR model_id NOT IN (SELECT model_id FROM models)")
+            for table in ("roots", "files", "codes"):
+                counts[table] = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+            conn.execute("DETACH DATABASE old")
+        # a generation no earlier reader of the old file has seen
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
+                     (str(old_gen + 1_000_000),))
+        conn.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        conn.close()
+    return tmp, counts
+
+
+def _repair_locked(d: Path) -> RepairReport:
+    """:meth:`Library.repair` with the writer lock held."""
+    temps = remove_stale_temps(d)
+    cat = d / CATALOG_FILE
+    problems: list[str] = []
+    moved: list[str] = []
+    recovered: dict[str, int] = {}
+    if cat.exists() or cat.is_symlink():
+        problems = _catalog_problems(cat)
+    if problems:
+        logger.warning("catalog %s is damaged (%s); recovering what can be read", cat,
+                       "; ".join(problems[:3]))
+        tmp, recovered = _recover_catalog(cat)
+        target = move_aside(cat, "is damaged")
+        moved.append(str(target))
+        for suffix in ("-wal", "-shm", "-journal"):
+            side = cat.with_name(cat.name + suffix)
+            if side.exists():
+                os.replace(side, target.with_name(target.name + suffix))
+                moved.append(str(target) + suffix)
+        os.replace(tmp, cat)
+    removed = []
+    for p in sorted(d.iterdir()):
+        if p.suffix in (".cukdidx", ".cukdemb"):
+            if p.is_dir() and not p.is_symlink():
+                moved.append(str(move_aside(p)))
+            else:
+                p.unlink()
+                removed.append(p.name)
+    logger.info("repaired library %s: catalog %s, %d cache file(s) removed", d,
+                "recovered" if problems else "sound", len(removed))
+    return RepairReport(directory=str(d), catalog_problems=tuple(problems),
+                        recovered=tuple(recovered.items()), moved_aside=tuple(moved),
+                        caches_removed=tuple(removed), temps_removed=len(temps))
