@@ -73,15 +73,22 @@ class Notifier(QObject):
     @Slot(object)
     def error(self, err: WorkerError | BaseException | str, detail: str = "") -> None:
         """A failure: a worker's :class:`WorkerError`, an exception or a message."""
+        from core.errors import user_message
+
+        tb = ""
         if isinstance(err, WorkerError):
-            text, detail = err.message, detail or err.traceback
+            text, tb = err.message, err.traceback
+            known = err.expected
         elif isinstance(err, BaseException):
-            text = f"{type(err).__name__}: {err}"
-            detail = detail or "".join(traceback.format_exception(err))
+            msg = user_message(err)
+            known = msg is not None
+            text = msg or f"An unexpected problem occurred ({type(err).__name__}: {err})."
+            tb = "".join(traceback.format_exception(err))
         else:
-            text = err
-        logger.error("%s%s", text, f"\n{detail}" if detail else "")
-        self.posted.emit(Notification("error", text, detail))
+            text, known = err, True
+        logger.error("%s%s", text, f"\n{tb or detail}" if (tb or detail) else "")
+        # A known problem is a sentence with what to do; only a bug keeps its traceback.
+        self.posted.emit(Notification("error", text, detail or ("" if known else tb)))
 
     def crash(self, exc_type: type[BaseException], exc: BaseException,
               tb: TracebackType | None) -> None:

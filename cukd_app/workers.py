@@ -34,8 +34,20 @@ class WorkerError:
 
     @property
     def message(self) -> str:
-        """One line for the notification area."""
-        return f"{self.task} failed: {self.exception}"
+        """One sentence for the notification area (never a traceback)."""
+        from core.errors import user_message
+
+        msg = user_message(self.exception)
+        if msg is None:
+            return f"{self.task} failed because of an unexpected problem ({self.exception})."
+        return f"{self.task} failed: {msg}"
+
+    @property
+    def expected(self) -> bool:
+        """A known kind of problem (bad file, full disk, damaged library), not a bug."""
+        from core.errors import user_message
+
+        return user_message(self.exception) is not None
 
 
 class WorkerSignals(QObject):
