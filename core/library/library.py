@@ -356,7 +356,7 @@ class Library:
                 self._remember_calibration(encoder)
                 if active != mid:
                     self.catalog.set_active_model(mid)
-        owner = self._flock.try_acquire("loading the library")
+        owner = self._try_lock("loading the library")
         try:
             if owner:
                 remove_stale_temps(self.directory)
@@ -657,6 +657,15 @@ class Library:
             logger.warning("embedding store %s not stamped: %s", self._store.path, exc)
             self._store.verified = False
 
+    def _try_lock(self, action: str) -> bool:
+        """Take the writer lock if it is free now, for optional work (False on a folder
+        where no lock file can be made, e.g. read-only media: then only reads happen)."""
+        try:
+            return self._flock.try_acquire(action)
+        except OSError as exc:
+            logger.debug("no writer lock in %s: %s", self.directory, exc)
+            return False
+
     def save(self, *, force: bool = True) -> None:
         """Save the indexes (atomically) stamped with the catalog generation they match.
 
@@ -727,7 +736,7 @@ class Library:
                 if (self.catalog.generation == self._synced_gen and not self._store_suspect
                         and self._store.verified):
                     return False
-                locked = self._flock.try_acquire("repairing the index")
+                locked = self._try_lock("repairing the index")
                 try:
                     return self._sync(locked=locked)
                 finally:
@@ -1146,8 +1155,8 @@ class Library:
                 try:
                     got = (self._flock.acquire("saving the index",
                                                min(self.config.lock_timeout_s, 5.0))
-                           if self._dirty else self._flock.try_acquire("saving the index"))
-                except LockTimeout as exc:
+                           if self._dirty else self._try_lock("saving the index"))
+                except (LockTimeout, OSError) as exc:
                     got = False
                     logger.info("index not saved at close: %s", exc)
                 if got:
