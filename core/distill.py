@@ -354,10 +354,11 @@ def distill(
     t_cache = time.perf_counter()
     teacher_calls = [0]
     missing = cache.missing_rows()
-    # The frozen teacher only runs inference: BatchNorm folded into its convolutions gives the
-    # same features (to ~1e-6) about 1.6x faster on CPU.
-    fast_teacher = fold_batchnorm(teacher) if len(missing) else teacher
-    failed = _fill_cache(cache, paths, missing[rank::world], fast_teacher, config, device,
+    # The frozen teacher only runs inference: BatchNorm folded into its convolutions (in
+    # place: same features to ~1e-5, later calls included) makes it about 2x faster on CPU.
+    if len(missing):
+        fold_batchnorm(teacher, inplace=True)
+    failed = _fill_cache(cache, paths, missing[rank::world], teacher, config, device,
                          on_progress if rank == 0 else None, should_stop, teacher_calls)
     barrier(world)
     cache_seconds = time.perf_counter() - t_cache

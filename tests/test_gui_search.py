@@ -74,7 +74,9 @@ def test_search_error_reaches_notification_area(qtbot, setup, tmp_path: Path) ->
     qtbot.waitUntil(lambda: win.notifications.isVisible())
     area = win.notifications
     assert area.current.level == "error" and "Searching with broken.jpg" in area.text.text()
-    assert area.details_btn.isVisible()  # the traceback is one click away
+    # A bad image is a known problem: one sentence, no traceback behind Details.
+    assert "cannot be read as an image" in area.text.text()
+    assert "Traceback" not in area.text.text() and not area.details_btn.isVisible()
     qtbot.waitUntil(lambda: "Cannot read this image" in win.query_panel.caption.text())
     assert [n.level for n in ctx.notifier.history].count("error") == 1  # reported once
     area.dismiss()

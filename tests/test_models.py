@@ -110,7 +110,7 @@ def test_model_file_rejects_foreign_and_future_files(tmp_path) -> None:
         load_model_file(bad)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a zip at all")
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="is not a CUKD model file"):
         load_model_file(junk)
     s = create_student("cukd_mnv2_035", 64)
     good = tmp_path / "m.pt"
