@@ -380,6 +380,27 @@ def _cmd_scan(a: argparse.Namespace) -> int:
     return 130 if result.cancelled else 0
 
 
+def _cmd_repair(a: argparse.Namespace) -> int:
+    from core.library import Library
+
+    directory = resolve_library_dir(a.library)
+    rep = Library.repair(directory)
+    if a.json:
+        print(json.dumps(dataclasses.asdict(rep), indent=2))
+        return 0
+    if rep.catalog_problems:
+        print(f"catalog was damaged: {'; '.join(rep.catalog_problems[:3])}")
+        rows = ", ".join(f"{n} {t}" for t, n in rep.recovered) or "nothing"
+        print(f"recovered {rows}; the damaged file is kept as "
+              f"{', '.join(rep.moved_aside) or '-'}")
+    else:
+        print("catalog is sound")
+    print(f"{len(rep.caches_removed)} index files dropped (rebuilt at the next open), "
+          f"{rep.temps_removed} stale temp files removed")
+    print("run `cukd library scan` to re-index whatever was lost")
+    return 0
+
+
 def _cmd_status(a: argparse.Namespace) -> int:
     with _open_library(a, need_model=False) as lib:
         if lib is None:
@@ -639,6 +660,12 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("--errors", action="store_true", help="list the files that failed")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_guarded(_cmd_status))
+
+    p = lsub.add_parser("repair", parents=[common],
+                        help="check the catalog, recover what a damaged one still holds and "
+                             "rebuild the indexes (photo folders are never touched)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_guarded(_cmd_repair))
 
     p = lsub.add_parser("watch", parents=[common],
                         help="scan, then index changes as they happen until Ctrl+C")

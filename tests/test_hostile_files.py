@@ -404,3 +404,41 @@ def test_a_jpeg_as_model_file_gets_a_sentence(tmp_path):
     with pytest.raises(CheckpointError) as err:
         load_model_file(p)
     assert str(err.value) == f"{p} is not a CUKD model file (it cannot be read as one)"
+
+
+# --------------------------------------------------------------------------- 7. emptied catalog
+def test_emptied_catalog_is_an_error_and_repair_then_rescan_recovers(tmp_path):
+    from core.library import Library, LibraryError
+    photos = tmp_path / "photos"
+    make_tree(photos, 3)
+    lib = open_library(tmp_path / "lib")
+    lib.add_root(photos)
+    lib.scan()
+    lib.close()
+    (tmp_path / "lib" / "catalog.sqlite3").write_bytes(b"")
+    with pytest.raises(LibraryError, match="is empty although"):
+        open_library(tmp_path / "lib")
+    rep = Library.repair(tmp_path / "lib")
+    assert rep.catalog_problems
+    lib = open_library(tmp_path / "lib")
+    try:
+        lib.add_root(photos)
+        assert lib.scan().encoded == 3 and lib.index.ntotal == 3
+    finally:
+        lib.close()
+
+
+def test_cli_repair_command(tmp_path):
+    env = {**os.environ, "CUKD_LIBRARY": str(tmp_path / "lib")}
+    photos = tmp_path / "photos"
+    make_tree(photos, 2)
+    run = [sys.executable, "-m", "core.cli", "library", "--model", "tiny:"]
+    assert subprocess.run([*run, "add", str(photos)], env=env, capture_output=True).returncode == 0
+    assert subprocess.run([*run, "scan"], env=env, capture_output=True).returncode == 0
+    (tmp_path / "lib" / "catalog.sqlite3").write_bytes(b"garbage" * 100)
+    out = subprocess.run([*run, "status"], env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "cukd library repair" in out.stderr
+    out = subprocess.run([*run, "repair"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "catalog was damaged" in out.stdout, out.stderr
+    assert subprocess.run([*run, "status"], env=env, capture_output=True).returncode == 0

@@ -325,8 +325,17 @@ class Library:
         lock_path = self.directory / LOCK_FILE
         if lock_path.is_dir() and not lock_path.is_symlink():
             move_aside(lock_path)
+        cat = self.directory / CATALOG_FILE
+        if cat.is_file() and cat.stat().st_size == 0 and any(
+                p.suffix in (".cukdidx", ".cukdemb") for p in self.directory.iterdir()):
+            # SQLite takes an empty file for a new database: that would silently forget
+            # every folder and photo of a library whose catalog was emptied.
+            raise LibraryError(
+                f"The library catalog {cat} is empty although the library has index files: "
+                "it was emptied (a crash, a full disk or another program). "
+                f"{_REPAIR_HINT.format(dir=self.directory)}.")
         try:
-            return Catalog(self.directory / CATALOG_FILE)
+            return Catalog(cat)
         except sqlite3.Error as exc:
             if _is_db_problem(exc):
                 raise _catalog_error(self.directory, exc) from exc
