@@ -11,11 +11,12 @@ the next scan resumes from there).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,24 @@ class LibraryService(QObject):
             scan=ScanConfig(excludes=tuple(s.exclusions), decode_workers=2),
             watch=WatchConfig(force_polling=s.watch_mode == "polling"))
 
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[None]:
+        """The library's cross-process writer lock, for catalog writes without a Library."""
+        from core.library.library import LOCK_FILE, LibraryBusyError
+        from core.library.lockfile import FileLock, LockTimeout, describe_holder
+
+        lock = FileLock(self.directory / LOCK_FILE)
+        try:
+            lock.acquire(action, timeout_s=30.0)
+        except LockTimeout as exc:
+            raise LibraryBusyError(
+                f"The library is busy: {describe_holder(exc.holder)} is changing it. Try "
+                "again when it has finished.", exc.holder) from exc
+        try:
+            yield
+        finally:
+            lock.release()
+
     def _open_blocking(self) -> ModelInfo:
         try:
             info = self._factory()
@@ -380,7 +399,7 @@ class LibraryService(QObject):
             if self.library is not None:
                 return self.library.add_root(p, watch_mode=mode)
             assert self._catalog is not None
-            with self._catalog.transaction():
+            with self._locked("adding a folder"), self._catalog.transaction():
                 return self._catalog.add_root(Path(p), mode, ())
 
         def added(root: RootInfo) -> None:
@@ -402,7 +421,7 @@ class LibraryService(QObject):
             if self.library is not None:
                 self.library.remove_root(root_id)
             elif self._catalog is not None:
-                with self._catalog.transaction():
+                with self._locked("removing a folder"), self._catalog.transaction():
                     self._catalog.remove_root(root_id)
 
         self.write("Removing a folder", remove)
