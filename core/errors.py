@@ -22,7 +22,7 @@ def user_message(exc: BaseException) -> str | None:
     """
     from core.checkpoint import CheckpointError
     from core.imageio import ImageLoadError
-    from core.library.library import LibraryError
+    from core.library.errors import LibraryError
 
     if isinstance(exc, LibraryError | CheckpointError):
         return str(exc)

@@ -5,16 +5,10 @@ See ../shared/DESIGN.md, "The library engine". Entry point: :class:`Library`.
 
 from .catalog import SCHEMA_VERSION, Catalog, FileRecord, RootInfo, default_library_dir
 from .encoder import ImageEncoder, pack_signs
+from .errors import LibraryBusyError, LibraryError
 from .index import BinaryIndex, IndexLoadError, load_or_rebuild
-from .library import (
-    Library,
-    LibraryBusyError,
-    LibraryConfig,
-    LibraryError,
-    LibraryStatus,
-    ModelChange,
-    RepairReport,
-)
+from .library import Library, LibraryConfig, LibraryStatus, ModelChange
+from .repair import RepairReport, repair_library
 from .scanner import (
     BatchChange,
     ScanConfig,
@@ -70,5 +64,6 @@ __all__ = [
     "load_or_rebuild",
     "pack_signs",
     "prepare_query",
+    "repair_library",
     "run_search",
 ]

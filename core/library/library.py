@@ -31,14 +31,12 @@ rebuilds what it can.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import logging
 import math
 import os
 import re
 import sqlite3
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -48,11 +46,22 @@ from pathlib import Path
 
 from PIL import Image
 
-from .catalog import SCHEMA_VERSION, Catalog, RootInfo, default_library_dir
+from .catalog import Catalog, RootInfo, default_library_dir
 from .embeddings import EmbeddingStore, open_store
 from .encoder import ImageEncoder
+from .errors import (
+    CATALOG_FILE,
+    LOCK_FILE,
+    REPAIR_HINT,
+    LibraryBusyError,
+    LibraryError,
+    catalog_error,
+    disk_error,
+    is_db_problem,
+)
 from .index import BinaryIndex, id_digest, load_or_rebuild, move_aside, remove_stale_temps
 from .lockfile import FileLock, LockTimeout, describe_holder
+from .repair import RepairReport, repair_library
 from .scanner import BatchChange, ScanConfig, Scanner, ScanProgress, ScanResult
 from .search import (
     DuplicateGroup,
@@ -80,9 +89,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CATALOG_FILE = "catalog.sqlite3"
-#: The inter-process writer lock (see the module docstring).
-LOCK_FILE = "library.lock"
 #: Catalog meta key prefix of a model's calibrated near-duplicate cosine.
 _NEAR_DUP_KEY = "near_duplicate_cosine:"
 PHASH_INDEX_FILE = "phash.cukdidx"
@@ -102,53 +108,8 @@ class LibraryConfig:
     lock_timeout_s: float = 60.0
 
 
-class LibraryError(Exception):
-    """A library problem the user can act on; ``str()`` says what happened and what to do."""
-
-
-class LibraryBusyError(LibraryError):
-    """Another process holds the library's writer lock.
-
-    Attributes:
-        holder: what that process wrote into the lock file (pid, host, program, action,
-            since), or None.
-    """
-
-    def __init__(self, message: str, holder: dict | None = None) -> None:
-        super().__init__(message)
-        self.holder = holder
-
-
 class _Stopped(LibraryError):
     """The library closed (or the caller stopped) while a write waited for the lock."""
-
-
-@dataclass(frozen=True)
-class RepairReport:
-    """What :meth:`Library.repair` found and did.
-
-    Attributes:
-        directory: the library folder.
-        catalog_problems: what SQLite's integrity check (or opening) reported; empty when
-            the catalog was sound.
-        recovered: rows copied from a damaged catalog into the new one, by table (empty
-            when the catalog was sound and kept).
-        moved_aside: damaged files kept as ``*.broken`` for inspection.
-        caches_removed: index / embedding files deleted (rebuilt from the catalog on open).
-        temps_removed: stale temp files of killed saves that were deleted.
-    """
-
-    directory: str
-    catalog_problems: tuple[str, ...] = ()
-    recovered: tuple[tuple[str, int], ...] = ()
-    moved_aside: tuple[str, ...] = ()
-    caches_removed: tuple[str, ...] = ()
-    temps_removed: int = 0
-
-    @property
-    def catalog_ok(self) -> bool:
-        """True when the catalog passed the integrity check as it was."""
-        return not self.catalog_problems
 
 
 @dataclass(frozen=True)
@@ -194,61 +155,6 @@ def _store_file(model_id: str) -> str:
     return _index_file(model_id)[:-len(".cukdidx")] + ".cukdemb"
 
 
-#: SQLite errors that say the catalog file is damaged (or is no catalog at all).
-_DAMAGE = ("malformed", "not a database", "file is encrypted", "corrupt", "no such table",
-           "no such column")
-_FULL = (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
-_DENIED = (errno.EACCES, errno.EPERM, errno.EROFS)
-_REPAIR_HINT = ("Run `cukd library repair` to recover what it can, or delete the library "
-                "folder {dir} and scan your photo folders again")
-
-
-def _catalog_error(directory: Path, exc: sqlite3.Error) -> LibraryError:
-    """A :class:`LibraryError` for an SQLite error of the catalog in ``directory``."""
-    path = directory / CATALOG_FILE
-    msg = str(exc)
-    low = msg.lower()
-    hint = _REPAIR_HINT.format(dir=directory)
-    if path.is_dir():
-        return LibraryError(f"The library catalog {path} is a folder, not a catalog file. "
-                            f"{hint}.")
-    if any(k in low for k in _DAMAGE):
-        return LibraryError(f"The library catalog {path} is damaged ({msg}). {hint}.")
-    if "locked" in low or "busy" in low:
-        return LibraryBusyError(f"The library catalog {path} is locked by another program "
-                                f"({msg}); try again when it has finished.")
-    if "full" in low:
-        return LibraryError(f"Could not write the library catalog {path}: the disk is full. "
-                            "Free some space and try again.")
-    if "i/o" in low:
-        return LibraryError(f"Could not read or write the library catalog {path} ({msg}): "
-                            "the disk may be full, read-only or disconnected. Free some space "
-                            "or reconnect it, then try again.")
-    if "readonly" in low or "unable to open" in low:
-        return LibraryError(f"Could not open or write the library catalog {path} ({msg}). "
-                            f"Check that the folder {directory} is writable and its disk is "
-                            "connected.")
-    return LibraryError(f"The library catalog {path} failed: {msg}. {hint}.")
-
-
-def _disk_error(directory: Path, exc: OSError, doing: str) -> LibraryError:
-    """A :class:`LibraryError` for an OSError while ``doing`` something in ``directory``."""
-    if exc.errno in _FULL:
-        return LibraryError(f"Could not {doing} in {directory}: the disk is full. Free some "
-                            "space and try again (the catalog is intact; the index is "
-                            "rebuilt from it if needed).")
-    if exc.errno in _DENIED:
-        return LibraryError(f"Could not {doing} in {directory}: {exc.strerror or exc}. Make "
-                            "the library folder writable, or use another library folder.")
-    return LibraryError(f"Could not {doing} in {directory}: {exc.strerror or exc}.")
-
-
-def _is_db_problem(exc: BaseException) -> bool:
-    """SQLite errors that come from the file, not from a bug in this program."""
-    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.NotSupportedError)
-
-
 class Library:
     """A photo library: one folder holding the catalog and its index files.
 
@@ -273,7 +179,7 @@ class Library:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise _disk_error(self.directory, exc, "create the library folder") from exc
+            raise disk_error(self.directory, exc, "create the library folder") from exc
         self.config = config
         self._write_lock = threading.RLock()
         self._write_depth = 0
@@ -333,15 +239,15 @@ class Library:
             raise LibraryError(
                 f"The library catalog {cat} is empty although the library has index files: "
                 "it was emptied (a crash, a full disk or another program). "
-                f"{_REPAIR_HINT.format(dir=self.directory)}.")
+                f"{REPAIR_HINT.format(dir=self.directory)}.")
         try:
             return Catalog(cat)
         except sqlite3.Error as exc:
-            if _is_db_problem(exc):
-                raise _catalog_error(self.directory, exc) from exc
+            if is_db_problem(exc):
+                raise catalog_error(self.directory, exc) from exc
             raise
         except OSError as exc:
-            raise _disk_error(self.directory, exc, "open the library catalog") from exc
+            raise disk_error(self.directory, exc, "open the library catalog") from exc
 
     def _setup(self, encoder: ImageEncoder) -> None:
         """Register the model (under the writer lock when that writes), then load caches."""
@@ -413,14 +319,14 @@ class Library:
                 if locked and rebuilt_ph:
                     self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
             except OSError as exc:  # a cache we cannot write: work from memory / catalog
-                logger.warning("%s", _disk_error(self.directory, exc, "save the library index"))
+                logger.warning("%s", disk_error(self.directory, exc, "save the library index"))
                 locked = False
                 if not hasattr(self, "_store"):
                     try:
                         self._store, _ = open_store(store_path, may_rebuild=False,
                                                     **store_args)
                     except OSError as exc2:
-                        raise _disk_error(self.directory, exc2,
+                        raise disk_error(self.directory, exc2,
                                           "open the embedding store") from exc2
         if rebuilt_codes:
             logger.info("rebuilt code index of %s (%d codes)", mid, self._index.ntotal)
@@ -515,7 +421,7 @@ class Library:
                 self._store.rebuild(self.catalog.iter_embeddings(mid))
                 self._store.save(gen, digest)
             except OSError as exc:
-                raise _disk_error(self.directory, exc, "rebuild the embedding store") from exc
+                raise disk_error(self.directory, exc, "rebuild the embedding store") from exc
         self._store.verified = True
         self._store_suspect = False
         self._store_checked_gen = -2
@@ -584,8 +490,8 @@ class Library:
         try:
             yield
         except sqlite3.Error as exc:
-            if _is_db_problem(exc):
-                raise _catalog_error(self.directory, exc) from exc
+            if is_db_problem(exc):
+                raise catalog_error(self.directory, exc) from exc
             raise
 
     @contextmanager
@@ -629,7 +535,7 @@ class Library:
                     f"changing it (waited {exc.waited_s:.0f} s). Try again when it has "
                     "finished, or stop it.", exc.holder) from None
             except OSError as exc:
-                raise _disk_error(self.directory, exc, "lock the library") from exc
+                raise disk_error(self.directory, exc, "lock the library") from exc
             if not got:
                 raise _Stopped(f"The library {self.directory} is closing.")
             self._write_depth = 1
@@ -724,7 +630,7 @@ class Library:
             self.phash_index.save(self.directory / PHASH_INDEX_FILE, gen)
             self._store.save(gen, digest)
         except OSError as exc:
-            raise _disk_error(self.directory, exc, "save the library index") from exc
+            raise disk_error(self.directory, exc, "save the library index") from exc
         self._last_save = time.monotonic()
         self._saved_generation = gen
         self._dirty = False
@@ -759,42 +665,8 @@ class Library:
     def repair(
         cls, directory: str | os.PathLike[str] | None, *, lock_timeout_s: float = 60.0,
     ) -> RepairReport:
-        """Check and repair a library folder; the library need not open (close it first).
-
-        Runs SQLite's integrity check on the catalog. A damaged catalog (or a file that is
-        no catalog) is moved aside as ``catalog.sqlite3.broken`` and replaced by a new one
-        holding every row that could still be read (folders, files, codes). Then deletes the
-        index and embedding files and stale temp files: the next open rebuilds them from the
-        catalog, the next scan re-encodes whatever was lost. Photo folders are never touched.
-
-        Args:
-            directory: the library folder (``None``: the per-user default).
-            lock_timeout_s: how long to wait for another process's write.
-
-        Raises:
-            LibraryError: no library there, another process keeps writing, or the catalog
-                was made by a newer version of this program.
-        """
-        d = Path(directory) if directory is not None else default_library_dir()
-        if not d.is_dir():
-            raise LibraryError(f"There is no library folder at {d}.")
-        lock_path = d / LOCK_FILE
-        if lock_path.is_dir() and not lock_path.is_symlink():
-            move_aside(lock_path)
-        lock = FileLock(lock_path)
-        try:
-            lock.acquire("repairing the library", lock_timeout_s)
-        except LockTimeout as exc:
-            lock.close()
-            raise LibraryBusyError(
-                f"Cannot repair {d} now: {describe_holder(exc.holder)} is using it. Stop it "
-                "and try again.", exc.holder) from None
-        try:
-            return _repair_locked(d)
-        except OSError as exc:
-            raise _disk_error(d, exc, "repair the library") from exc
-        finally:
-            lock.close()
+        """Check and repair a library folder (see :func:`core.library.repair.repair_library`)."""
+        return repair_library(directory, lock_timeout_s=lock_timeout_s)
 
     # ----------------------------------------------------------------- roots
     def add_root(
@@ -1186,160 +1058,3 @@ class Library:
 
 # --------------------------------------------------------------------- repair helpers
 #: Tables copied out of a damaged catalog, parents first, with the key to page through.
-_RECOVER_TABLES = (("meta", "rowid"), ("roots", "id"), ("models", "rowid"),
-                   ("files", "id"), ("codes", "file_id"))
-
-
-def _catalog_problems(path: Path) -> list[str]:
-    """Why ``path`` is not a sound catalog (empty: it is)."""
-    if path.is_dir():
-        return [f"{path.name} is a folder"]
-    conn = None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=5.0)
-        rows = conn.execute("PRAGMA integrity_check(20)").fetchall()
-        msgs = [str(r[0]) for r in rows]
-        if msgs != ["ok"]:
-            return msgs
-        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-        missing = {"meta", "roots", "files", "codes", "models", "schema_migrations"} - names
-        if missing:
-            return [f"tables missing: {', '.join(sorted(missing))}"]
-        newest = conn.execute("SELECT MAX(version) FROM schema_migrations").fetchone()[0]
-        if newest is not None and newest > SCHEMA_VERSION:
-            raise LibraryError(f"The library catalog {path} was made by a newer version of "
-                               f"this program (schema {newest}); update the program instead "
-                               "of repairing.")
-        return []
-    except sqlite3.DatabaseError as exc:
-        return [str(exc)]
-    finally:
-        if conn is not None:
-            conn.close()
-
-
-def _copy_rows(conn: sqlite3.Connection, table: str, key: str) -> int:
-    """Copy the readable rows of ``old.table`` into ``main.table``; returns how many."""
-    try:
-        old_cols = [r[1] for r in conn.execute(f"PRAGMA old.table_info({table})")]
-    except sqlite3.DatabaseError:
-        return 0
-    new_cols = [r[1] for r in conn.execute(f"PRAGMA main.table_info({table})")]
-    cols = ", ".join(c for c in new_cols if c in old_cols)
-    if not cols:
-        return 0
-    where = "WHERE key != 'generation'" if table == "meta" else ""
-    before = conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0]
-    try:
-        conn.execute(f"INSERT OR IGNORE INTO main.{table}({cols}) SELECT {cols} "
-                     f"FROM old.{table} {where}")
-    except sqlite3.DatabaseError:  # damaged pages: copy key ranges around them
-        try:
-            conn.execute(f"SELECT 1 FROM old.{table} LIMIT 1").fetchall()
-        except sqlite3.DatabaseError:
-            return 0  # its root page is unreadable: nothing of it can be reached
-        try:
-            hi = int(conn.execute(f"SELECT MAX({key}) FROM old.{table}").fetchone()[0] or 0)
-        except sqlite3.DatabaseError:
-            hi = 1 << 20
-        extra = "AND key != 'generation'" if table == "meta" else ""
-        sql = (f"INSERT OR IGNORE INTO main.{table}({cols}) SELECT {cols} FROM "
-               f"old.{table} WHERE {key} BETWEEN ? AND ? {extra}")
-        budget = [20_000]  # failed reads before giving up on the table
-
-        def copy(lo: int, hi: int) -> None:
-            try:
-                conn.execute(sql, (lo, hi))
-            except sqlite3.DatabaseError:
-                budget[0] -= 1
-                if lo < hi and budget[0] > 0:  # halve the range around the damage
-                    mid = (lo + hi) // 2
-                    copy(lo, mid)
-                    copy(mid + 1, hi)
-
-        for lo in range(0, hi + 1, 256):
-            if budget[0] <= 0:
-                break
-            copy(lo, min(lo + 255, hi))
-    return conn.execute(f"SELECT COUNT(*) FROM main.{table}").fetchone()[0] - before
-
-
-def _recover_catalog(path: Path) -> tuple[Path, dict[str, int]]:
-    """Build a new catalog next to ``path`` from the rows of ``path`` that can be read."""
-    fd, name = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.unlink(name)
-    tmp = Path(name)
-    Catalog(tmp).close()  # current schema
-    counts: dict[str, int] = {}
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        conn.execute("PRAGMA foreign_keys=OFF")
-        conn.execute("PRAGMA synchronous=OFF")  # a temp file until the final rename
-        old_gen = 0
-        attached = False
-        if not path.is_dir():
-            try:
-                conn.execute("ATTACH DATABASE ? AS old", (str(path),))
-                attached = True
-            except sqlite3.DatabaseError as exc:
-                logger.warning("cannot read %s at all: %s", path, exc)
-        if attached:
-            try:
-                row = conn.execute(
-                    "SELECT value FROM old.meta WHERE key = 'generation'").fetchone()
-                old_gen = int(row[0]) if row else 0
-            except (sqlite3.DatabaseError, ValueError):
-                old_gen = 0
-            for table, key in _RECOVER_TABLES:  # autocommit: damage aborts one statement
-                counts[table] = _copy_rows(conn, table, key)
-            # rows whose parent was lost go too
-            conn.execute("DELETE FROM files WHERE root_id NOT IN (SELECT id FROM roots)")
-            conn.execute("DELETE FROM codes WHERE file_id NOT IN (SELECT id FROM files) "
-                         "OR model_id NOT IN (SELECT model_id FROM models)")
-            for table in ("roots", "files", "codes"):
-                counts[table] = conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-            conn.execute("DETACH DATABASE old")
-        # a generation no earlier reader of the old file has seen
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'generation'",
-                     (str(old_gen + 1_000_000),))
-        conn.execute("PRAGMA journal_mode=DELETE")
-    finally:
-        conn.close()
-    return tmp, counts
-
-
-def _repair_locked(d: Path) -> RepairReport:
-    """:meth:`Library.repair` with the writer lock held."""
-    temps = remove_stale_temps(d)
-    cat = d / CATALOG_FILE
-    problems: list[str] = []
-    moved: list[str] = []
-    recovered: dict[str, int] = {}
-    if cat.exists() or cat.is_symlink():
-        problems = _catalog_problems(cat)
-    if problems:
-        logger.warning("catalog %s is damaged (%s); recovering what can be read", cat,
-                       "; ".join(problems[:3]))
-        tmp, recovered = _recover_catalog(cat)
-        target = move_aside(cat, "is damaged")
-        moved.append(str(target))
-        for suffix in ("-wal", "-shm", "-journal"):
-            side = cat.with_name(cat.name + suffix)
-            if side.exists():
-                os.replace(side, target.with_name(target.name + suffix))
-                moved.append(str(target) + suffix)
-        os.replace(tmp, cat)
-    removed = []
-    for p in sorted(d.iterdir()):
-        if p.suffix in (".cukdidx", ".cukdemb"):
-            if p.is_dir() and not p.is_symlink():
-                moved.append(str(move_aside(p)))
-            else:
-                p.unlink()
-                removed.append(p.name)
-    logger.info("repaired library %s: catalog %s, %d cache file(s) removed", d,
-                "recovered" if problems else "sound", len(removed))
-    return RepairReport(directory=str(d), catalog_problems=tuple(problems),
-                        recovered=tuple(recovered.items()), moved_aside=tuple(moved),
-                        caches_removed=tuple(removed), temps_removed=len(temps))

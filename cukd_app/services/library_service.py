@@ -240,7 +240,7 @@ class LibraryService(QObject):
     @contextlib.contextmanager
     def _locked(self, action: str) -> Iterator[None]:
         """The library's cross-process writer lock, for catalog writes without a Library."""
-        from core.library.library import LOCK_FILE, LibraryBusyError
+        from core.library.errors import LOCK_FILE, LibraryBusyError
         from core.library.lockfile import FileLock, LockTimeout, describe_holder
 
         lock = FileLock(self.directory / LOCK_FILE)
