@@ -153,6 +153,20 @@ def text_to_db(text: str | None) -> str | None:
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
+def _refuse_emptied(path: Path) -> None:
+    """SQLite takes an empty file for a new database: for a catalog emptied by a crash, a full
+    disk or another program, that would silently forget every folder and photo. Its index
+    files beside it give it away."""
+    if path.is_file() and path.stat().st_size == 0 and any(
+            p.suffix in (".cukdidx", ".cukdemb") for p in path.parent.iterdir()):
+        from .errors import REPAIR_HINT, LibraryError
+
+        raise LibraryError(
+            f"The library catalog {path} is empty although the library has index files: it "
+            f"was emptied (a crash, a full disk or another program). "
+            f"{REPAIR_HINT.format(dir=path.parent)}.")
+
+
 @dataclass(frozen=True)
 class RootInfo:
     """A folder in the library."""
@@ -218,6 +232,7 @@ class Catalog:
     def __init__(self, path: str | os.PathLike[str], timeout_s: float = 30.0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        _refuse_emptied(self.path)
         self._lock = threading.RLock()
         self._depth = 0
         self._reading = False

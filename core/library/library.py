@@ -52,7 +52,6 @@ from .encoder import ImageEncoder
 from .errors import (
     CATALOG_FILE,
     LOCK_FILE,
-    REPAIR_HINT,
     LibraryBusyError,
     LibraryError,
     catalog_error,
@@ -232,14 +231,6 @@ class Library:
         if lock_path.is_dir() and not lock_path.is_symlink():
             move_aside(lock_path)
         cat = self.directory / CATALOG_FILE
-        if cat.is_file() and cat.stat().st_size == 0 and any(
-                p.suffix in (".cukdidx", ".cukdemb") for p in self.directory.iterdir()):
-            # SQLite takes an empty file for a new database: that would silently forget
-            # every folder and photo of a library whose catalog was emptied.
-            raise LibraryError(
-                f"The library catalog {cat} is empty although the library has index files: "
-                "it was emptied (a crash, a full disk or another program). "
-                f"{REPAIR_HINT.format(dir=self.directory)}.")
         try:
             return Catalog(cat)
         except sqlite3.Error as exc:
