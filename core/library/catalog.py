@@ -641,15 +641,10 @@ class Catalog:
         """float32 embeddings of a model for the given file ids (ids without a usable one,
         finite and not all zero, skipped)."""
         out: dict[int, np.ndarray] = {}
-        ids = [int(i) for i in ids]
-        for s in range(0, len(ids), 900):
-            part = ids[s:s + 900]
-            for fid, blob in self._q(
-                    "SELECT file_id, embedding FROM codes WHERE model_id = ? AND file_id IN "
-                    f"({','.join('?' * len(part))})", [model_id, *part]):
-                emb = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
-                if np.isfinite(emb).all() and emb.any():  # a damaged row is no embedding
-                    out[fid] = emb
+        for fid, blob in self.fetch_embedding_blobs(ids, model_id).items():
+            emb = np.frombuffer(blob, dtype=np.float16).astype(np.float32)
+            if np.isfinite(emb).all() and emb.any():  # a damaged row is no embedding
+                out[fid] = emb
         return out
 
     # ----------------------------------------------------------------- files: writes
