@@ -168,10 +168,18 @@ def validate_model_dict(d: dict, path: str | os.PathLike[str] = "model") -> None
         if unknown:
             raise CheckpointError(f"{path}: architecture {name} takes no argument "
                                   f"{', '.join(unknown)}")
+    def in_range(v: object) -> bool:
+        return (isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+                and 0 <= v <= 4096)
+
     for k, v in args.items():
         if isinstance(v, bool) or v is None or isinstance(v, str):
             continue
-        if not isinstance(v, int | float) or not math.isfinite(v) or not 0 <= v <= 4096:
+        if isinstance(v, list | tuple):  # per-block widths
+            if len(v) <= 256 and all(in_range(e) for e in v):
+                continue
+            raise CheckpointError(f"{path}: architecture argument {k} is out of range")
+        if not in_range(v):
             raise CheckpointError(f"{path}: architecture argument {k}={v!r} is out of range")
     pre = d.get("preprocess")
     size = pre.get("input_size") if isinstance(pre, dict) else None

@@ -110,6 +110,7 @@ def _cmd_distill(a: argparse.Namespace) -> int:
                         seed=a.seed, cache_pixels=not a.no_pixel_cache,
                         cosine_weight=a.cosine_weight, decode_threads=a.workers,
                         teacher_size=a.teacher_size, init=str(a.init or ""),
+                        student_size=a.student_size,
                         augment=AUGMENTS[a.augment](),
                         warmup_epochs=a.warmup)
     images = list_images(a.images)
@@ -144,6 +145,54 @@ def _cmd_distill(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_prune(a: argparse.Namespace) -> int:
+    import torch
+
+    from core.checkpoint import save_student
+    from core.data import list_images
+    from core.encoder import iter_image_batches
+    from core.models import create_teacher
+    from core.models.mobilenet_v2 import MobileNetV2
+    from core.models.prune import (
+        channel_importance,
+        hidden_widths,
+        prune_mobilenet_v2,
+        reconstruct_projections,
+    )
+    from core.preprocess import Preprocess
+
+    teacher = create_teacher(a.teacher, a.teacher_weights, verify=not a.no_verify_teacher)
+    net = getattr(teacher, "backbone", None)
+    if not isinstance(net, MobileNetV2):
+        print(f"cukd prune: teacher {a.teacher} is not a MobileNetV2", file=sys.stderr)
+        return 2
+    paths = list_images(a.images).paths
+    if len(paths) > a.calibration:  # an even spread, the same on every run
+        step = len(paths) / a.calibration
+        paths = [paths[int(i * step)] for i in range(a.calibration)]
+    px = [p for _, p, _ in iter_image_batches(paths, a.size, 64, a.workers) if p is not None]
+    if not px:
+        print("cukd prune: none of the calibration images could be read", file=sys.stderr)
+        return 1
+    images = torch.cat(px)
+    late = hidden_widths(net, a.keep)
+    early = hidden_widths(net, a.keep_early if a.keep_early else a.keep)
+    hidden = early[:a.early_blocks] + late[a.early_blocks:]
+    imp = channel_importance(net, images, Preprocess(a.size))
+    student = prune_mobilenet_v2(net, hidden, imp, a.size)
+    errors = reconstruct_projections(student, net, images) if a.reconstruct else []
+    if errors:
+        print("relative error of the refitted blocks: "
+              + " ".join(f"{e:.3f}" for e in errors))
+    save_student(a.out, student, teacher=a.teacher, provenance={
+        "step": "prune", "teacher": a.teacher, "keep": a.keep,
+        "keep_early": a.keep_early or a.keep, "early_blocks": a.early_blocks,
+        "calibration_images": len(images), "size": a.size, "hidden": hidden,
+        "reconstructed": bool(a.reconstruct), "block_errors": [round(e, 4) for e in errors]})
+    print(f"pruned {a.teacher}: expanded widths {hidden}; written to {a.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cukd", description="CUKD Image Search command line.")
     p.add_argument("-v", "--verbose", action="store_true", help="log more")
@@ -165,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--size", type=int, default=128, help="the student's input size")
     d.add_argument("--teacher-size", type=int, default=None, metavar="PX",
                    help="the teacher sees each view at this size (default: --size)")
+    d.add_argument("--student-size", type=int, default=None, metavar="PX",
+                   help="the student sees each cached --size view resized to this size "
+                        "(default: --size)")
     d.add_argument("--init", type=Path, default=None, metavar="MODEL",
                    help="start from this model file's student (same --student) instead of "
                         "random weights")
@@ -191,6 +243,26 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--val", type=Path, default=None, help="images for validation cosine")
     d.add_argument("--restart", action="store_true", help="ignore a previous run's state")
     d.set_defaults(func=_cmd_distill)
+
+    r = sub.add_parser("prune", help="step 1a: cut a cukd_mnv2_pruned student out of a "
+                                     "MobileNetV2 teacher (start for distil --init)")
+    r.add_argument("images", type=Path, help="calibration photos (folder or list file)")
+    r.add_argument("--out", type=Path, required=True, help="model file to write")
+    r.add_argument("--teacher", default="mobilenet_v2")
+    r.add_argument("--teacher-weights", type=Path, default=None)
+    r.add_argument("--no-verify-teacher", action="store_true")
+    r.add_argument("--size", type=int, default=160, help="the student's input size")
+    r.add_argument("--keep", type=float, default=0.4,
+                   help="fraction of each block's expanded channels to keep")
+    r.add_argument("--keep-early", type=float, default=None,
+                   help="the fraction for the first --early-blocks blocks (high resolution)")
+    r.add_argument("--early-blocks", type=int, default=7)
+    r.add_argument("--calibration", type=int, default=512, help="photos to rank channels on")
+    r.add_argument("--no-reconstruct", dest="reconstruct", action="store_false",
+                   help="keep the teacher's projection weights instead of refitting each "
+                        "pruned block to the teacher's block output (least squares)")
+    r.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    r.set_defaults(func=_cmd_prune)
 
     from core.cli_hashing import add_commands as add_hashing_commands
 

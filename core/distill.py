@@ -57,7 +57,12 @@ log = logging.getLogger(__name__)
 class DistillConfig:
     """Hyper-parameters of step 1 (all saved in the checkpoint's provenance).
 
+    ``input_size``: pixels of the cached views (and the student's input unless
+    ``student_size`` is set).
     ``teacher_size``: pixels the teacher sees of each view (``None``: ``input_size``).
+    ``student_size``: pixels the student sees: each cached view is resized (bilinear,
+    antialiased) on the fly, so one teacher pass serves students of several sizes (``None``:
+    ``input_size``).
     ``init``: a model file whose student (same architecture) starts the training instead of
     random weights (``""``: random).
     """
@@ -78,6 +83,7 @@ class DistillConfig:
     cosine_weight: float = 0.0
     teacher_size: int | None = None
     init: str = ""
+    student_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.views < 1:
@@ -86,11 +92,18 @@ class DistillConfig:
             raise ValueError("cosine_weight must be >= 0")
         if self.teacher_size is not None and self.teacher_size < 32:
             raise ValueError(f"teacher_size must be >= 32, got {self.teacher_size}")
+        if self.student_size is not None and self.student_size < 64:
+            raise ValueError(f"student_size must be >= 64, got {self.student_size}")
 
     @property
     def teacher_px(self) -> int:
         """The teacher's input size."""
         return self.teacher_size or self.input_size
+
+    @property
+    def student_px(self) -> int:
+        """The student's input size."""
+        return self.student_size or self.input_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,6 +148,10 @@ class _DistillModel(nn.Module):
                            else nn.Linear(student.feature_dim, teacher_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = self.student.preprocess.input_size
+        if x.shape[-1] != size or x.shape[-2] != size:  # a cached view for another size
+            x = nn.functional.interpolate(x.float(), size=(size, size), mode="bilinear",
+                                          antialias=True, align_corners=False)
         return self.projection(self.student(x))
 
 
@@ -162,13 +179,15 @@ def _load_views(path: Path, views: list[int], cfg: DistillConfig):
 
 def _initial_student(cfg: DistillConfig) -> Student:
     """A random student, or ``cfg.init``'s weights at ``cfg.input_size``."""
-    student = create_student(cfg.student, cfg.input_size)
-    if cfg.init:
-        start, _ = load_student(cfg.init)
-        if start.arch != cfg.student:
-            raise CheckpointError(f"{cfg.init} holds a {start.arch} student, not "
-                                  f"{cfg.student}")
-        student.load_state_dict(start.state_dict())
+    if not cfg.init:
+        return create_student(cfg.student, cfg.student_px)
+    start, _ = load_student(cfg.init)
+    if start.arch != cfg.student:
+        raise CheckpointError(f"{cfg.init} holds a {start.arch} student, not "
+                              f"{cfg.student}")
+    # the init's own architecture arguments (a pruned student's per-block widths)
+    student = create_student(cfg.student, cfg.student_px, **start.arch_args)
+    student.load_state_dict(start.state_dict())
     return student
 
 
@@ -192,7 +211,9 @@ def distill_loss(pred: torch.Tensor, target: torch.Tensor, cosine_weight: float 
 
 def _resume_key(cfg: dict) -> dict:
     """Settings that must match to resume (more epochs may be asked for)."""
-    return {k: v for k, v in cfg.items() if k != "epochs"}
+    # a state written before ``student_size`` existed resumes as ``student_size=None``
+    return {k: v for k, v in cfg.items()
+            if k != "epochs" and not (k == "student_size" and v is None)}
 
 
 

@@ -48,9 +48,13 @@ class ConvBNReLU(nn.Sequential):
 class InvertedResidual(nn.Module):
     """Expand (1×1) → depthwise 3×3 → linear project (1×1), residual when shapes allow."""
 
-    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int) -> None:
+    def __init__(self, cin: int, cout: int, stride: int, expand_ratio: int,
+                 hidden: int | None = None) -> None:
         super().__init__()
-        hidden = round(cin * expand_ratio)
+        if hidden is None:
+            hidden = round(cin * expand_ratio)
+        elif expand_ratio == 1 and hidden != cin:
+            raise ValueError("a block without expansion keeps its input width")
         self.use_res_connect = stride == 1 and cin == cout
         layers: list[nn.Module] = []
         if expand_ratio != 1:
@@ -75,6 +79,9 @@ class MobileNetV2(nn.Module):
         setting: inverted-residual stages ``(t, c, n, s)``.
         num_classes: size of the classifier, 0 for none.
         first_channel: stem width before the multiplier.
+        hidden: per-block width of the expanded (depthwise) layer, one entry per inverted
+            residual block; ``None`` keeps ``cin × t``. A pruned teacher (see
+            :mod:`core.models.prune`) has narrower hidden layers and the same block outputs.
     """
 
     def __init__(
@@ -84,16 +91,23 @@ class MobileNetV2(nn.Module):
         setting: Sequence[Sequence[int]] = MOBILENET_V2_SETTING,
         num_classes: int = 1000,
         first_channel: int = 32,
+        hidden: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         cin = make_divisible(first_channel * width)
         self.last_channel = last_channel or make_divisible(1280 * max(1.0, width))
         feats: list[nn.Module] = [ConvBNReLU(3, cin, stride=2)]
+        blocks = sum(n for _t, _c, n, _s in setting)
+        if hidden is not None and len(hidden) != blocks:
+            raise ValueError(f"hidden needs one width per block ({blocks}), got {len(hidden)}")
+        b = 0
         for t, c, n, s in setting:
             cout = make_divisible(c * width)
             for i in range(n):
-                feats.append(InvertedResidual(cin, cout, s if i == 0 else 1, t))
+                feats.append(InvertedResidual(cin, cout, s if i == 0 else 1, t,
+                                              None if hidden is None else int(hidden[b])))
                 cin = cout
+                b += 1
         feats.append(ConvBNReLU(cin, self.last_channel, kernel=1))
         self.features = nn.Sequential(*feats)
         self.num_features = self.last_channel

@@ -16,11 +16,16 @@ normalises its own input). Registered students:
 - ``cukd_mnv2_035t``: the 0.35 student with its two last (1/32-resolution) stages widened
   (80 and 192 channels instead of 56 and 112): 0.66 M instead of 0.40 M parameters for 0.24
   of MobileNetV2's MACs.
+- ``cukd_mnv2_pruned``: MobileNetV2 itself (width 1.0, same block outputs) with narrower
+  expanded layers, one width per block in ``hidden``. It starts from the frozen teacher's
+  own weights, the least important expanded channels removed (:mod:`core.models.prune`),
+  and is then distilled like any student: it inherits what the teacher knows about the
+  world instead of relearning it from a few tens of thousands of photos.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -81,6 +86,13 @@ TAIL_WIDE_SETTING: tuple[tuple[int, int, int, int], ...] = (
 def _cukd_mnv2_035t(last_channel: int = 1280) -> nn.Module:
     return MobileNetV2(width=1.0, last_channel=last_channel, setting=TAIL_WIDE_SETTING,
                        num_classes=0, first_channel=16)
+
+
+@register_student("cukd_mnv2_pruned")
+def _cukd_mnv2_pruned(hidden: Sequence[int] | None = None, last_channel: int = 1280
+                      ) -> nn.Module:
+    return MobileNetV2(width=1.0, last_channel=last_channel, num_classes=0,
+                       hidden=None if hidden is None else [int(h) for h in hidden])
 
 
 @register_student("cukd_mnv2_050")
