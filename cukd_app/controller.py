@@ -192,7 +192,7 @@ class AppController(QObject):
         self.win.library_panel.set_can_index(info.encoder is not None)
         if not self.ctx.library.ready:
             self.win.results_view.set_empty_text(
-                "The library could not be opened; see the message above and the log "
+                "The library could not be opened; see the message below and the log "
                 "(Help ▸ Open log folder).")
             return
         if info.encoder is None:
@@ -361,7 +361,7 @@ class AppController(QObject):
     @Slot(object)
     def _on_search_failed(self, _err: object) -> None:
         self.win.results_view.model.clear()
-        self.win.results_view.set_empty_text("The search failed; see the message above.")
+        self.win.results_view.set_empty_text("The search failed; see the message below.")
         self.win.status.clearMessage()
 
     @Slot(int)

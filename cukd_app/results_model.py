@@ -29,10 +29,12 @@ __all__ = [
     "ResultsModel",
     "format_size",
     "hit_tooltip",
+    "similarity_percent",
 ]
 
 TIER_LABELS = {"identical": "identical", "near_duplicate": "near-duplicate",
                "similar": "similar"}
+TIER_ORDER = {"identical": 0, "near_duplicate": 1, "similar": 2}
 SORT_KEYS = ("rank", "distance", "date", "size", "name")
 
 _Index = QModelIndex | QPersistentModelIndex
@@ -47,6 +49,7 @@ class ResultRoles:
     Distance = Qt.ItemDataRole.UserRole + 4
     Rank = Qt.ItemDataRole.UserRole + 5
     ThumbnailState = Qt.ItemDataRole.UserRole + 6  # "loading" | "ready" | "failed"
+    Similarity = Qt.ItemDataRole.UserRole + 7  # the shown similarity, whole percent
 
 
 def format_size(n: int) -> str:
@@ -59,20 +62,27 @@ def format_size(n: int) -> str:
     return f"{n} B"
 
 
+def similarity_percent(hit: SearchHit) -> int:
+    """The one score a tile shows: the hit's similarity (embedding cosine) in whole percent,
+    0–100. "Best match" orders by it (see :class:`ResultsFilterProxy`)."""
+    return round(min(max(hit.score, 0.0), 1.0) * 100)
+
+
 def hit_tooltip(hit: SearchHit) -> str:
-    """Path, dimensions, size, date, distance and tier of a hit."""
+    """Path, dimensions, size, date, similarity, Hamming distance and tier of a hit."""
     dims = f"{hit.width} × {hit.height}" if hit.width and hit.height else "unknown size"
     date = time.strftime("%Y-%m-%d %H:%M", time.localtime(hit.mtime))
     return (f"{hit.path}\n{dims} px · {format_size(hit.size)} · {date}\n"
-            f"Hamming distance {hit.hamming} bits · {TIER_LABELS.get(hit.tier, hit.tier)}"
-            f" · similarity {hit.score:.3f}")
+            f"{similarity_percent(hit)}% similar · {TIER_LABELS.get(hit.tier, hit.tier)}"
+            f" · codes differ in {hit.hamming} bits (Hamming distance)")
 
 
 class ResultsModel(QAbstractListModel):
     """One row per :class:`core.library.SearchHit`, in the engine's ranking order.
 
     Thumbnails are requested from the loader the first time a view asks for an item's
-    decoration, and the row is updated (``dataChanged``) when the ``QImage`` arrives.
+    decoration, and the row is updated (``dataChanged``) when the ``QImage`` arrives; one the
+    loader already holds (a photo shown before) is returned by that first ``data()`` call.
     """
 
     def __init__(self, loader: ThumbnailLoader | None = None,
@@ -137,9 +147,7 @@ class ResultsModel(QAbstractListModel):
             return os.path.basename(h.path)
         if role == Qt.ItemDataRole.DecorationRole:
             pix = self._pixmaps.get(h.path)
-            if pix is None:
-                self._ensure_thumbnail(h.path)
-            return pix
+            return pix if pix is not None else self._ensure_thumbnail(h.path)
         if role == Qt.ItemDataRole.ToolTipRole:
             return hit_tooltip(h)
         if role == ResultRoles.Hit:
@@ -152,6 +160,8 @@ class ResultsModel(QAbstractListModel):
             return h.hamming
         if role == ResultRoles.Rank:
             return index.row()
+        if role == ResultRoles.Similarity:
+            return similarity_percent(h)
         if role == ResultRoles.ThumbnailState:
             if h.path in self._pixmaps:
                 return "ready"
@@ -172,14 +182,18 @@ class ResultsModel(QAbstractListModel):
         return md
 
     # ----------------------------------------------------------------- thumbnails
-    def _ensure_thumbnail(self, path: str) -> None:
+    def _ensure_thumbnail(self, path: str) -> QPixmap | None:
+        """The thumbnail at once when the loader already has it (a photo shown before:
+        returned now, since no ``ready`` or ``dataChanged`` would follow to repaint it);
+        otherwise request it (``dataChanged`` when it arrives) and return None."""
         if self._loader is None or path in self._failed:
-            return
+            return None
         img = self._loader.cached(path)
         if img is not None:
-            self._pixmaps[path] = QPixmap.fromImage(img)
-            return
+            pix = self._pixmaps[path] = QPixmap.fromImage(img)
+            return pix
         self._loader.request(path)
+        return None
 
     @Slot(str, QImage)
     def _on_thumbnail(self, path: str, image: QImage) -> None:
@@ -231,8 +245,9 @@ class ResultsFilterProxy(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def set_sort_key(self, key: str) -> None:
-        """``"rank"`` (engine order), ``"distance"``, ``"date"`` (newest first), ``"size"``
-        (largest first) or ``"name"``."""
+        """``"rank"`` (best match: the shown similarity, highest first; equal percentages in
+        the engine's order), ``"distance"`` (fewest differing bits), ``"date"`` (newest
+        first), ``"size"`` (largest first) or ``"name"``."""
         if key not in SORT_KEYS:
             raise ValueError(f"unknown sort key {key!r}")
         self._sort_key = key
@@ -262,7 +277,11 @@ class ResultsFilterProxy(QSortFilterProxyModel):
         return self._max_distance is None or hit.hamming <= self._max_distance
 
     def lessThan(self, left: _Index, right: _Index) -> bool:
-        """Order by the sort key; ties by engine rank."""
+        """Order by the sort key; ties by engine rank. Best match puts copies first (the
+        tier the tile names: identical, then near-duplicate, then similar) and orders each
+        tier by the similarity the tiles show, so within a tier the shown percentages never
+        rise down the grid (a greyscale copy, lower in cosine, still comes before a merely
+        similar photo)."""
         a, b = left.data(ResultRoles.Hit), right.data(ResultRoles.Hit)
         ra, rb = left.row(), right.row()
         k = self._sort_key
@@ -275,4 +294,5 @@ class ResultsFilterProxy(QSortFilterProxyModel):
         if k == "name":
             return (os.path.basename(a.path).lower(), ra) < (os.path.basename(b.path).lower(),
                                                              rb)
-        return ra < rb
+        return ((TIER_ORDER.get(a.tier, len(TIER_ORDER)), -similarity_percent(a), ra)
+                < (TIER_ORDER.get(b.tier, len(TIER_ORDER)), -similarity_percent(b), rb))

@@ -38,6 +38,17 @@ def _dark_palette() -> QPalette:
     }
     for role, color in c.items():
         p.setColor(role, QColor(color))
+    # Disabled controls must read as disabled: dimmed text on a flatter button (without
+    # this group, a disabled Pause/Stop or the wizard's Next looked exactly like an enabled one).
+    disabled = {
+        QPalette.ColorRole.WindowText: "#7c7f84", QPalette.ColorRole.Text: "#7c7f84",
+        QPalette.ColorRole.ButtonText: "#7c7f84", QPalette.ColorRole.Button: "#313336",
+        QPalette.ColorRole.Base: "#26272a", QPalette.ColorRole.Highlight: "#45484d",
+        QPalette.ColorRole.HighlightedText: "#a0a0a0",
+        QPalette.ColorRole.PlaceholderText: "#6a6d72",
+    }
+    for role, color in disabled.items():
+        p.setColor(QPalette.ColorGroup.Disabled, role, QColor(color))
     return p
 
 

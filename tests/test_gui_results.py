@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QPoint, QRect, QSize, Qt
 from PySide6.QtGui import QPixmap
+from PySide6.QtWidgets import QApplication
 
 from core.library import SearchHit
 from cukd_app.results_model import ResultRoles, ResultsFilterProxy, ResultsModel, hit_tooltip
 from cukd_app.services.thumbnails import ThumbnailCache, ThumbnailLoader
 from cukd_app.testing import make_test_context, open_library, show_window
-from cukd_app.views.results_view import ResultsGrid
+from cukd_app.views.results_view import ResultsGrid, ResultsView
 from tests.library_helpers import make_tree
 
 
@@ -147,5 +149,88 @@ def test_results_tab_filters_in_window(qtbot, tmp_path) -> None:
         with qtbot.waitSignal(ctx.search.finished, timeout=10000) as blocker:
             rv.count.setValue(3)
         assert len(blocker.args[0].hits) == 3 and ctx.settings.result_count == 3
+    finally:
+        ctx.close()
+
+
+def _scored(i: int, path: str, score: float, hamming: int, tier: str = "similar") -> SearchHit:
+    return SearchHit(file_id=i, path=path, score=score, hamming=hamming, phash_distance=None,
+                     tier=tier, size=1000, mtime=1.7e9, width=80, height=60)
+
+
+def test_best_match_orders_by_the_shown_similarity(qtbot, photos) -> None:
+    # Engine order (tier and pHash first) where neither the bits nor the cosine are monotone:
+    # a 3-bit hit behind 29-bit ones, 5 bits after 8 bits, 80 % before 97 %.
+    hits = [_scored(0, str(photos[0]), 0.80, 3, "near_duplicate"),
+            _scored(1, str(photos[1]), 0.97, 8, "near_duplicate"),
+            _scored(2, str(photos[2]), 0.93, 5),
+            _scored(3, str(photos[3]), 0.941, 29),
+            _scored(4, str(photos[4]), 0.904, 29),
+            _scored(5, str(photos[5]), 0.90, 2)]
+    view = ResultsView(ResultsModel(None))
+    qtbot.addWidget(view)
+    view.show()
+    view.model.set_hits(hits)
+    assert view.sort.currentData() == "rank" and view.sort.currentText() == "Best match"
+    delegate = view.grid.delegate
+    rows = [view.proxy.index(r, 0) for r in range(view.proxy.rowCount())]
+    badges = [delegate.badge_text(i) for i in rows]
+    shown = [int(re.match(r"(\d+)% · ", b).group(1)) for b in badges]  # type: ignore[union-attr]
+    # copies first (the tier on the badge), each tier by the shown percentage
+    assert shown == [97, 80, 94, 93, 90, 90]
+    assert [b.split(" · ")[1] for b in badges] == ["near-duplicate"] * 2 + ["similar"] * 4
+    assert shown[2:] == sorted(shown[2:], reverse=True)
+    assert all("bits" not in b for b in badges)  # one score on the tile
+    # Equal percentages keep the engine's order; the bits are in the tooltip.
+    assert [i.data(ResultRoles.Path) for i in rows][4:6] == [hits[4].path, hits[5].path]
+    for i, pct in zip(rows, shown, strict=True):
+        tip = i.data(Qt.ItemDataRole.ToolTipRole)
+        hit = i.data(ResultRoles.Hit)
+        assert f"{pct}% similar" in tip and f"{hit.hamming} bits" in tip
+        assert i.data(ResultRoles.Similarity) == pct
+    # Distance still orders by bits; a new search is again ordered by best match.
+    view.sort.setCurrentIndex(view.sort.findData("distance"))
+    assert [view.proxy.index(r, 0).data(ResultRoles.Distance)
+            for r in range(view.proxy.rowCount())] == [2, 3, 5, 8, 29, 29]
+    view.sort.setCurrentIndex(view.sort.findData("rank"))
+    view.model.set_hits(list(reversed(hits)), 2)
+    again = [view.proxy.index(r, 0).data(ResultRoles.Similarity)
+             for r in range(view.proxy.rowCount())]
+    assert again == [97, 80, 94, 93, 90, 90]
+
+
+def test_header_fits_at_900_by_600_and_ctrl_f_filters(qtbot, tmp_path) -> None:
+    make_tree(tmp_path / "photos", 8)
+    ctx = make_test_context(tmp_path)
+    try:
+        win = show_window(qtbot, ctx)
+        win.resize(900, 600)
+        qtbot.waitExposed(win)
+        open_library(qtbot, ctx, [tmp_path / "photos"])
+        with qtbot.waitSignal(ctx.search.finished, timeout=10000) as blocker:
+            win.controller.search_path(str(tmp_path / "photos" / "img0000.png"))
+        n = len(blocker.args[0].hits)
+        rv = win.results_view
+        assert win.size() == QSize(900, 600) and rv.summary.text() == f"{n} results"
+        for w in (rv.summary, rv.name_filter, rv.sort, rv.count, rv.max_distance,
+                  *rv.tier_boxes.values()):
+            assert w.isVisible(), w
+            top_left = w.mapTo(win, QPoint(0, 0))
+            assert win.rect().contains(QRect(top_left, w.size())), w
+            # Not covered or cut off by anything (a toolbar's overflow clips it away).
+            assert w.visibleRegion().boundingRect() == w.rect(), w
+        rv.grid.setFocus()
+        win.activateWindow()
+        qtbot.waitUntil(lambda: win.isActiveWindow())
+        qtbot.keyClick(win, Qt.Key.Key_F, Qt.KeyboardModifier.ControlModifier)
+        assert rv.name_filter.hasFocus()
+        focused = QApplication.focusWidget()
+        assert focused is rv.name_filter
+        qtbot.keyClicks(focused, "img0001")  # typed where the focus is, as a user does
+        assert rv.name_filter.text() == "img0001"
+        assert 0 < rv.proxy.rowCount() < n
+        assert all("img0001" in rv.proxy.index(r, 0).data(ResultRoles.Path)
+                   for r in range(rv.proxy.rowCount()))
+        assert rv.summary.text() == f"{rv.proxy.rowCount()} of {n}"
     finally:
         ctx.close()

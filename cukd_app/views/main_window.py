@@ -19,7 +19,8 @@ __all__ = ["MainWindowView"]
 
 class MainWindowView(QMainWindow):
     """Layout: [library | query] on the left, [results | duplicates] tabs on the right, the
-    notification area above them, the status bar below.
+    notification area floating over their bottom edge (it never moves them), the status bar
+    below.
 
     Signals:
         dropped(QMimeData): something was dropped onto the window.
@@ -47,9 +48,8 @@ class MainWindowView(QMainWindow):
         right = QWidget()
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(2)
-        rl.addWidget(self.notifications)
         rl.addWidget(self.tabs, 1)
+        self.notifications.attach(right)
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.setObjectName("mainSplitter")
         self.splitter.addWidget(self.left)

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
     QComboBox,
+    QHBoxLayout,
     QLabel,
     QLineEdit,
     QListView,
@@ -17,7 +18,6 @@ from PySide6.QtWidgets import (
     QStyle,
     QStyledItemDelegate,
     QStyleOptionViewItem,
-    QToolBar,
     QVBoxLayout,
     QWidget,
 )
@@ -30,6 +30,7 @@ from cukd_app.results_model import (
     ResultsFilterProxy,
     ResultsModel,
     format_size,
+    similarity_percent,
 )
 
 __all__ = ["TIER_COLORS", "ResultDelegate", "ResultsGrid", "ResultsView"]
@@ -40,7 +41,8 @@ _Index = QModelIndex | QPersistentModelIndex
 
 
 class ResultDelegate(QStyledItemDelegate):
-    """Paints a thumbnail, the file name, the Hamming distance and a tier badge."""
+    """Paints a thumbnail, the file name and a badge: the similarity and tier of a search
+    result (``show_distance``; its Hamming distance is in the tooltip), or the tier only."""
 
     def __init__(self, edge: int = 160, show_distance: bool = True,
                  parent: QWidget | None = None) -> None:
@@ -52,6 +54,16 @@ class ResultDelegate(QStyledItemDelegate):
         """Thumbnail square plus two text lines."""
         line = option.fontMetrics.height()
         return QSize(self.edge + 12, self.edge + 2 * line + 16)
+
+    def badge_text(self, index: _Index) -> str:
+        """The badge on a tile: ``"87% · similar"`` for a search result, the tier alone in
+        the duplicates grid."""
+        tier = index.data(ResultRoles.Tier) or "similar"
+        hit = index.data(ResultRoles.Hit)
+        badge = TIER_LABELS.get(tier, tier)
+        if self.show_distance and hit is not None:
+            badge = f"{similarity_percent(hit)}% · {badge}"
+        return badge
 
     def paint(self, p: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         """Draw one result cell."""
@@ -82,9 +94,7 @@ class ResultDelegate(QStyledItemDelegate):
                        "cannot preview" if state == "failed" else "…")
         tier = index.data(ResultRoles.Tier) or "similar"
         hit = index.data(ResultRoles.Hit)
-        badge = TIER_LABELS.get(tier, tier)
-        if self.show_distance and hit is not None:
-            badge = f"{hit.hamming} bits · {badge}"
+        badge = self.badge_text(index)
         f = QFont(option.font)
         f.setPointSizeF(max(f.pointSizeF() * 0.85, 7.0))
         f.setBold(True)
@@ -171,7 +181,8 @@ class ResultsGrid(QListView):
 
 
 class ResultsView(QWidget):
-    """Filters bar + results grid + an empty-state message.
+    """A two-row header (count, name filter, sort, result count; tier and distance filters)
+    over the results grid or an empty-state message.
 
     Signals:
         filtersChanged(): tier, distance or name filter changed (settings to remember).
@@ -192,18 +203,16 @@ class ResultsView(QWidget):
         self.model = model
         self.proxy = ResultsFilterProxy(self)
         self.proxy.setSourceModel(model)
-        bar = QToolBar()  # overflows into a ">>" menu when the window is narrow
-        bar.setObjectName("resultsFilters")
-        bar.setMovable(False)
+        # Two plain rows, no QToolBar: a toolbar hides what does not fit behind a "»" menu,
+        # so at 900 px the count, sort and name filter (Ctrl+F) were out of reach. Row 1
+        # holds what is used most and shrinks with the window; row 2 the tier and distance
+        # filters.
         self.tier_boxes: dict[str, QCheckBox] = {}
         for t in TIERS:
             cb = QCheckBox(TIER_LABELS[t].capitalize())
             cb.setChecked(True)
             cb.toggled.connect(self._apply_filters)
             self.tier_boxes[t] = cb
-            bar.addWidget(cb)
-        bar.addSeparator()
-        bar.addWidget(QLabel("Max distance:"))
         self.max_distance = QSpinBox()
         self.max_distance.setRange(-1, 4096)
         self.max_distance.setSpecialValueText("any")
@@ -211,33 +220,57 @@ class ResultsView(QWidget):
         self.max_distance.setSuffix(" bits")
         self.max_distance.setToolTip("Hide results whose code differs in more bits")
         self.max_distance.valueChanged.connect(self._apply_filters)
-        bar.addWidget(self.max_distance)
-        bar.addWidget(QLabel("Results:"))
         self.count = QSpinBox()
         self.count.setRange(1, 1000)
         self.count.setValue(60)
         self.count.setKeyboardTracking(False)
+        self.count.setToolTip("How many similar photos to look for")
         self.count.valueChanged.connect(self.countChanged)
-        bar.addWidget(self.count)
-        bar.addWidget(QLabel("Sort:"))
         self.sort = QComboBox()
         for k in SORT_KEYS:
             self.sort.addItem({"rank": "Best match", "distance": "Distance",
                                "date": "Newest", "size": "Largest",
                                "name": "Name"}[k], k)
+        self.sort.setItemData(0, "Most similar first (the percentage on each photo)",
+                              Qt.ItemDataRole.ToolTipRole)
+        self.sort.setItemData(1, "Fewest differing code bits first",
+                              Qt.ItemDataRole.ToolTipRole)
         self.sort.currentIndexChanged.connect(self._apply_sort)
-        bar.addWidget(self.sort)
         self.name_filter = QLineEdit()
         self.name_filter.setPlaceholderText("Filter by name (Ctrl+F)")
         self.name_filter.setClearButtonEnabled(True)
         self.name_filter.textChanged.connect(self._apply_filters)
-        self.name_filter.setMinimumWidth(120)
-        bar.addWidget(self.name_filter)
+        self.name_filter.setMinimumWidth(100)
         self.summary = QLabel("")
-        bar.addWidget(self.summary)
+        self.summary.setObjectName("resultsSummary")
+
+        self.header = QWidget()
+        self.header.setObjectName("resultsFilters")
+        top = QHBoxLayout()
+        top.setContentsMargins(0, 0, 0, 0)
+        top.addWidget(self.summary)
+        top.addWidget(self.name_filter, 1)
+        top.addWidget(QLabel("Sort:"))
+        top.addWidget(self.sort)
+        top.addWidget(QLabel("Results:"))
+        top.addWidget(self.count)
+        filters = QHBoxLayout()
+        filters.setContentsMargins(0, 0, 0, 0)
+        for cb in self.tier_boxes.values():
+            filters.addWidget(cb)
+        filters.addSpacing(8)
+        filters.addWidget(QLabel("Max distance:"))
+        filters.addWidget(self.max_distance)
+        filters.addStretch(1)
+        hl = QVBoxLayout(self.header)
+        hl.setContentsMargins(6, 4, 6, 2)
+        hl.setSpacing(2)
+        hl.addLayout(top)
+        hl.addLayout(filters)
 
         self.grid = ResultsGrid(edge, self)
         self.grid.setModel(self.proxy)
+        self.proxy.set_sort_key("rank")  # best match from the first results on
         self.empty = QLabel()
         self.empty.setObjectName("emptyState")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -248,8 +281,7 @@ class ResultsView(QWidget):
         self._stack.addWidget(self.grid)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(bar)
-        self.toolbar = bar
+        lay.addWidget(self.header)
         lay.addLayout(self._stack)
         model.modelReset.connect(self._update_empty)
         self.proxy.layoutChanged.connect(self._update_summary)
