@@ -11,11 +11,13 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication
 
 from cukd_app import STARTED, __version__
-from cukd_app.context import AppContext, build_context
+from cukd_app.context import AppContext, build_context, library_directory
 from cukd_app.controller import AppController
 from cukd_app.notifications import install_crash_hooks, setup_logging
 from cukd_app.paths import AppPaths, app_icon_path
 from cukd_app.results_model import ResultsModel
+from cukd_app.settings import SettingsStore
+from cukd_app.single_instance import LibraryWindowLock, already_open_box
 from cukd_app.theme import apply_theme
 from cukd_app.views.duplicates_view import DuplicatesView
 from cukd_app.views.library_panel import LibraryPanel
@@ -57,11 +59,21 @@ def run(args: argparse.Namespace) -> int:
     app.setWindowIcon(QIcon(str(app_icon_path())))
     paths = AppPaths(getattr(args, "profile", None))
     setup_logging(paths.log_file)
+    directory = library_directory(paths, SettingsStore(paths.settings_file).load(),
+                                  args.library)
+    claim = LibraryWindowLock(directory)
+    if not claim.acquire():  # another window has this library: say so, bring it forward
+        raised = claim.ask_holder_to_raise()
+        logger.info("library %s is open in another window; this start quits", directory)
+        already_open_box(directory, claim.holder(), raised).exec()
+        return 0
     ctx = build_context(paths=paths, model=getattr(args, "model", None),
-                        library_dir=args.library)
+                        library_dir=directory)
     install_crash_hooks(ctx.notifier)
     apply_theme(app, ctx.settings.theme)
     win = MainWindow(ctx)
+    claim.raiseRequested.connect(win.bring_to_front)
+    app.aboutToQuit.connect(claim.release)
     win.show()
     logger.info("window shown %.0f ms after start-up", (time.perf_counter() - STARTED) * 1e3)
     ctx.library.opened.connect(lambda info: logger.info(

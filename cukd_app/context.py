@@ -14,7 +14,7 @@ from cukd_app.services.search_service import SearchService
 from cukd_app.services.thumbnails import ThumbnailCache, ThumbnailLoader
 from cukd_app.settings import AppSettings, SettingsStore
 
-__all__ = ["AppContext", "build_context"]
+__all__ = ["AppContext", "build_context", "library_directory"]
 
 
 @dataclass
@@ -45,6 +45,16 @@ class AppContext:
         self.library.close()
 
 
+def library_directory(paths: AppPaths, settings: AppSettings,
+                      library_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The library folder a window opens: ``library_dir``, else the setting, else
+    ``paths.data_dir`` (a profile's), else the engine's per-user default."""
+    from core.library import default_library_dir
+
+    chosen = library_dir or settings.library_dir or paths.data_dir
+    return Path(chosen) if chosen else default_library_dir()
+
+
 def build_context(
     *, paths: AppPaths | None = None, settings_path: str | os.PathLike[str] | None = None,
     model: str | None = None, encoder_factory: EncoderFactory | None = None,
@@ -64,16 +74,16 @@ def build_context(
     paths = paths or AppPaths()
     store = SettingsStore(settings_path or paths.settings_file)
     settings = store.load()
-    notifier = Notifier()
+    notifier = Notifier(log_file=paths.log_file)
     if encoder_factory is None:
         chosen = model or settings.model_path
 
         def encoder_factory() -> ModelInfo:
             return resolve_encoder(chosen)
 
-    lib_dir = library_dir or settings.library_dir or paths.data_dir
     library = LibraryService(settings, encoder_factory, notifier,
-                             library_dir=Path(lib_dir) if lib_dir else None, watch=watch)
+                             library_dir=library_directory(paths, settings, library_dir),
+                             watch=watch)
     search = SearchService(library, notifier)
     cache = ThumbnailCache(paths.thumbnail_dir)
     thumbs = ThumbnailLoader(cache, settings.thumbnail_size, settings.worker_threads)

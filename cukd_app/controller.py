@@ -13,8 +13,15 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QMimeData, QObject, QPoint, QThreadPool, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QImage
-from PySide6.QtWidgets import QFileDialog, QInputDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QFileDialog,
+    QInputDialog,
+    QMessageBox,
+    QWidget,
+)
 
+from core.errors import image_problem
 from core.imageio import ImageLoadError, open_image
 from cukd_app import file_actions
 from cukd_app.context import AppContext
@@ -34,12 +41,30 @@ from cukd_app.views.settings_dialog import SettingsDialog
 from cukd_app.wizard import RetrainWizard, WizardServices
 from cukd_app.workers import Worker, WorkerError
 
-__all__ = ["AppController", "QueryPreview", "load_query_preview"]
+__all__ = ["AppController", "QueryPreview", "load_query_preview", "remove_folder_box"]
 
 logger = logging.getLogger(__name__)
 
 IMAGE_FILTER = ("Images (*.jpg *.jpeg *.png *.webp *.heic *.heif *.avif *.bmp *.gif *.tif "
                 "*.tiff);;All files (*)")
+
+
+def remove_folder_box(path: str, indexed: int, parent: QWidget | None = None
+                      ) -> tuple[QMessageBox, QAbstractButton]:
+    """The confirmation of Remove and its removing button: names the folder, says that
+    nothing on disk changes, and defaults to Cancel (Enter and Esc keep the folder)."""
+    box = QMessageBox(QMessageBox.Icon.Question, "Remove folder from the library",
+                      f"Remove the folder {path} from the library?", parent=parent)
+    photos = f"its {indexed:,} indexed photo(s)" if indexed else "its photos"
+    box.setInformativeText(
+        f"The app forgets this folder and stops searching {photos}. Nothing on disk is "
+        "changed or deleted: the folder and its photos stay where they are, and you can add "
+        "the folder again later.")
+    remove = box.addButton("Remove from library", QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(cancel)
+    box.setEscapeButton(cancel)
+    return box, remove
 
 
 class QueryPreview:
@@ -92,6 +117,7 @@ class AppController(QObject):
         self.wizard: RetrainWizard | None = None
         self.model_manager: ModelManagerDialog | None = None
         self._switching_to: str | None = None
+        self._loading_model: str | None = None  # chosen while no model was active
         self._connect()
         self._restore()
 
@@ -121,14 +147,14 @@ class AppController(QObject):
         w.query_panel.openRequested.connect(self.open_dialog)
         w.query_panel.pasteRequested.connect(self.paste)
         rv: ResultsView = w.results_view
-        rv.grid.activatedPath.connect(file_actions.open_file)
+        rv.grid.activatedPath.connect(self.open_path)
         rv.grid.menuRequested.connect(self.result_menu)
         rv.countChanged.connect(self._on_count_changed)
         rv.filtersChanged.connect(self._remember_filters)
         rv.sortChanged.connect(lambda _k: self._remember_filters())
         dv = w.duplicates_view
         dv.findRequested.connect(self.find_duplicates)
-        dv.grid.activatedPath.connect(file_actions.open_file)
+        dv.grid.activatedPath.connect(self.open_path)
         dv.grid.menuRequested.connect(self.result_menu)
         w.dropped.connect(self.handle_mime)
         w.closing.connect(self.shutdown)
@@ -146,8 +172,7 @@ class AppController(QObject):
         a["settings"].triggered.connect(self.edit_settings)
         a["find"].triggered.connect(self.focus_filter)
         a["escape"].triggered.connect(self.escape)
-        a["log"].triggered.connect(lambda: QDesktopServices.openUrl(
-            QUrl.fromLocalFile(str(self.ctx.paths.log_dir))))
+        a["log"].triggered.connect(self.open_log_folder)
         a["about"].triggered.connect(self.about)
 
     def _restore(self) -> None:
@@ -163,7 +188,9 @@ class AppController(QObject):
         self.ctx.thumbnails.set_edge(int(s.thumbnail_size * dpr))
         self.ctx.duplicate_thumbnails.set_edge(int(s.thumbnail_size * dpr))
         if s.last_query and os.path.isfile(s.last_query):
+            # The last query comes back with its results (run once the library is open).
             self._show_preview(s.last_query, note="Last query")
+            self._search(SearchRequest(path=s.last_query, k=self.win.results_view.count.value()))
 
     def save_window_state(self) -> None:
         """Remember geometry, splitter, filters (and the last query, set when searching)."""
@@ -188,6 +215,14 @@ class AppController(QObject):
     @Slot(object)
     def _on_opened(self, info: ModelInfo) -> None:
         self._opened = True
+        if self._loading_model is not None:  # remembered once it loaded
+            if info.encoder is not None:
+                try:
+                    self.ctx.save_settings(
+                        self.ctx.settings.replace(model_path=self._loading_model))
+                except OSError as exc:
+                    self.ctx.notifier.error(exc)
+            self._loading_model = None
         self.win.status.set_model(info.name)
         self.win.library_panel.set_can_index(info.encoder is not None)
         if not self.ctx.library.ready:
@@ -220,15 +255,21 @@ class AppController(QObject):
         self.win.status.set_queue(state, self.ctx.library.queue_length)
 
     @Slot(int)
-    def remove_folder(self, root_id: int) -> None:
-        """Forget a folder after confirming (its files are not touched)."""
-        snap_roots = {r.id: r.path for r in self.win.library_panel._snap.roots}
-        path = snap_roots.get(root_id, "this folder")
-        answer = QMessageBox.question(
-            self.win, "Remove folder",
-            f"Stop searching in {path}?\n\nThe folder and its photos are not changed.")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.ctx.library.remove_root(root_id)
+    def remove_folder(self, root_id: int) -> bool:
+        """Forget a folder after confirming (its files are not touched); True if removed."""
+        snap = self._snapshot or LibrarySnapshot()
+        path = next((r.path for r in snap.roots if r.id == root_id), None)
+        if path is None:
+            return False
+        box, remove = remove_folder_box(path, snap.root_files.get(root_id, {}).get("ok", 0),
+                                        self.win)
+        box.exec()
+        if box.clickedButton() is not remove:
+            return False
+        self.ctx.library.remove_root(root_id)
+        self.ctx.notifier.info(f"Removed {path} from the library; its photos were not "
+                               "touched.")
+        return True
 
     @Slot()
     def toggle_pause(self) -> None:
@@ -321,9 +362,10 @@ class AppController(QObject):
             # The search of the same file reports the failure; here the panel says why.
             logger.info("no preview for %s: %s", path, err.exception)
             exc = err.exception
-            why = exc.reason.replace("_", " ") if isinstance(exc, ImageLoadError) else str(exc)
+            why = (image_problem(exc.reason) if isinstance(exc, ImageLoadError)
+                   else "The file could not be opened")
             self.win.query_panel.show_query(None, os.path.basename(path), None, None, path,
-                                            f"Cannot read this image ({why})")
+                                            f"Cannot read this image. {why}.")
 
         w = Worker(f"Opening {os.path.basename(path)}", load_query_preview, path)
         self._workers.add(w)
@@ -381,12 +423,43 @@ class AppController(QObject):
     def result_menu(self, path: str, pos: QPoint) -> None:
         """Context menu of a result."""
         menu, acts = ResultsView.result_menu(self.win)
-        acts["open"].triggered.connect(lambda: file_actions.open_file(path))
-        acts["reveal"].triggered.connect(lambda: file_actions.reveal_in_file_manager(path))
+        acts["open"].triggered.connect(lambda: self.open_path(path))
+        acts["reveal"].triggered.connect(lambda: self.reveal_path(path))
         acts["copy_path"].triggered.connect(lambda: file_actions.copy_path(path))
         acts["copy_image"].triggered.connect(lambda: self.copy_image(path))
         acts["search"].triggered.connect(lambda: self.search_path(path))
         menu.exec(pos)
+
+    @Slot(str)
+    def open_path(self, path: str) -> bool:
+        """Open a photo with the desktop's default application; say so when none can."""
+        if file_actions.open_file(path):
+            return True
+        self.ctx.notifier.warning(
+            f"Could not open {os.path.basename(path)}: no application is set up to open "
+            "it on this computer. Right-click ▸ Copy path, and open it from your file "
+            "manager or image viewer.", f"The file is {path}")
+        return False
+
+    def reveal_path(self, path: str) -> bool:
+        """Show a photo in the file manager; say so when no file manager can be started."""
+        if file_actions.reveal_in_file_manager(path):
+            return True
+        self.ctx.notifier.warning(
+            f"Could not show {os.path.basename(path)} in a file manager: none is set up on "
+            f"this computer. It is in the folder {os.path.dirname(path)}.",
+            f"The file is {path}")
+        return False
+
+    @Slot()
+    def open_log_folder(self) -> bool:
+        """Help ▸ Open log folder; when no file manager opens, say where the log is."""
+        folder = self.ctx.paths.log_dir
+        if QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            return True
+        self.ctx.notifier.warning(f"Could not open a file manager: none is set up on this "
+                                  f"computer. The log file is {self.ctx.paths.log_file}")
+        return False
 
     def copy_image(self, path: str) -> None:
         """Decode the full image off the GUI thread, then put it on the clipboard."""
@@ -423,7 +496,7 @@ class AppController(QObject):
     def show_crash(self, summary: str, tb: str) -> None:
         """Non-modal crash dialog (one at a time)."""
         if self._crash is not None and self._crash.isVisible():
-            self._crash.text.appendPlainText("\n" + tb)
+            self._crash.note_another()  # the traceback is in the log only
             return
         self._crash = CrashDialog(summary, tb, str(self.ctx.paths.log_file), self.win)
         self._crash.show()
@@ -474,8 +547,8 @@ class AppController(QObject):
         path = str(path)
         lib = self.ctx.library
         if not lib.has_model:
-            self.ctx.save_settings(self.ctx.settings.replace(model_path=path))
             if lib.use_model(lambda: resolve_encoder(path)):
+                self._loading_model = path  # remembered once it loaded (_on_opened)
                 self.ctx.notifier.info(f"Loading model {os.path.basename(path)}…")
             return
         if lib.change_model(lambda: resolve_encoder(path)):

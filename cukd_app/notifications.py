@@ -3,7 +3,7 @@
 Every background failure goes to :meth:`Notifier.error` (from any worker's ``error`` signal),
 which logs it and emits :attr:`Notifier.posted` for the non-blocking notification area.
 Unexpected exceptions (``sys.excepthook`` / ``threading.excepthook``) are logged and shown in
-a crash dialog with the traceback.
+a crash dialog. Users read sentences: a traceback goes to the log file only.
 """
 
 from __future__ import annotations
@@ -22,11 +22,24 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from cukd_app.workers import WorkerError
 
-__all__ = ["Notification", "Notifier", "install_crash_hooks", "setup_logging"]
+__all__ = ["Notification", "Notifier", "bug_explanation", "install_crash_hooks",
+           "setup_logging"]
 
 logger = logging.getLogger(__name__)
 
 LEVELS = ("info", "warning", "error")
+
+
+def bug_explanation(what: str, log_file: str | Path | None = None) -> str:
+    """What "Details…" says about an unexpected problem (a bug): what happened, that nothing
+    was changed, what to do, and where the technical details (the traceback) are."""
+    log = (f"the log file {log_file}" if log_file
+           else "the log file (Help ▸ Open log folder)")
+    return (f"What happened: {what}\n\n"
+            "This is a problem inside CUKD Image Search, not in your photos: no photo was "
+            "changed or deleted, and the library stays as it was.\n\n"
+            "What to do: try again. If it happens again, restart the app. To report the "
+            f"problem, send {log}: the technical details were written there.")
 
 
 @dataclass(frozen=True)
@@ -50,8 +63,11 @@ class Notifier(QObject):
     posted = Signal(object)
     crashed = Signal(str, str)
 
-    def __init__(self, parent: QObject | None = None) -> None:
+    def __init__(self, parent: QObject | None = None, *,
+                 log_file: Path | None = None) -> None:
         super().__init__(parent)
+        #: Where tracebacks go (named in the explanation of an unexpected problem).
+        self.log_file = log_file
         self.history: list[Notification] = []
         self.posted.connect(self._remember)
 
@@ -82,13 +98,15 @@ class Notifier(QObject):
         elif isinstance(err, BaseException):
             msg = user_message(err)
             known = msg is not None
-            text = msg or f"An unexpected problem occurred ({type(err).__name__}: {err})."
+            text = msg or "An unexpected problem occurred."
             tb = "".join(traceback.format_exception(err))
         else:
             text, known = err, True
         logger.error("%s%s", text, f"\n{tb or detail}" if (tb or detail) else "")
-        # A known problem is a sentence with what to do; only a bug keeps its traceback.
-        self.posted.emit(Notification("error", text, detail or ("" if known else tb)))
+        # A known problem is a sentence with what to do; a bug's "Details…" explains in
+        # words (its traceback is in the log only).
+        self.posted.emit(Notification(
+            "error", text, detail or ("" if known else bug_explanation(text, self.log_file))))
 
     def crash(self, exc_type: type[BaseException], exc: BaseException,
               tb: TracebackType | None) -> None:

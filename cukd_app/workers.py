@@ -39,7 +39,9 @@ class WorkerError:
 
         msg = user_message(self.exception)
         if msg is None:
-            return f"{self.task} failed because of an unexpected problem ({self.exception})."
+            # The exception's own text is for developers: it goes to the log with the
+            # traceback; "Details…" explains in words.
+            return f"{self.task} failed because of an unexpected problem."
         return f"{self.task} failed: {msg}"
 
     @property

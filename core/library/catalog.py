@@ -538,6 +538,14 @@ class Catalog:
             return self._q("SELECT COUNT(*) FROM files")[0][0]
         return self._q("SELECT COUNT(*) FROM files WHERE status = ?", (status,))[0][0]
 
+    def count_files_by_root(self) -> dict[int, dict[str, int]]:
+        """``{root id: {status: number of file rows}}`` (folders without files are absent)."""
+        out: dict[int, dict[str, int]] = {}
+        for root_id, status, n in self._q(
+                "SELECT root_id, status, COUNT(*) FROM files GROUP BY root_id, status"):
+            out.setdefault(root_id, {})[status] = n
+        return out
+
     def count_phashes(self) -> int:
         """Number of ``ok`` files with a pHash."""
         return self._q(

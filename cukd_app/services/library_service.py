@@ -23,6 +23,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QThreadPool, QTimer, Signal, Slot
 
+from core.errors import image_problem, user_message
 from core.library import (
     Catalog,
     DuplicateGroup,
@@ -66,6 +67,10 @@ class LibrarySnapshot:
 
     roots: tuple[RootInfo, ...] = ()
     errors: dict[int, tuple[RootError, ...]] = field(default_factory=dict)
+    #: ``{root id: {file status: count}}`` ("ok" = indexed, "error", "pending").
+    root_files: dict[int, dict[str, int]] = field(default_factory=dict)
+    #: Folders whose last scan was stopped: ``{root id: photos found on disk}``.
+    partial: dict[int, int] = field(default_factory=dict)
     files: int = 0
     indexed: int = 0
     pending: int = 0
@@ -172,6 +177,8 @@ class LibraryService(QObject):
         self._scanStarted.connect(self._on_scan_started)
         self._scanProgress.connect(self._on_scan_progress)
         self._watching_started = False
+        self._partial: dict[int, int] = {}  # root id -> files found by a stopped scan
+        self._rescanning: dict[int, ScanResult | None] = {}  # a Rescan's folders (results)
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -259,10 +266,13 @@ class LibraryService(QObject):
         try:
             info = self._factory()
         except Exception as exc:
-            self.notifier.error(exc, "")
+            # One sentence for the user (posted by _on_opened); the traceback to the log.
+            logger.warning("the model could not be loaded", exc_info=True)
+            why = user_message(exc) or ("The model file could not be loaded because of an "
+                                        "unexpected problem (details in the log).")
             info = ModelInfo(None, "model failed to load",
-                             f"The model file could not be loaded ({exc}). Folders can be "
-                             "added; indexing and search are off.")
+                             f"{why} Folders can be added; indexing and search stay off "
+                             "until a model file is chosen (Library ▸ Choose model file…).")
         if info.encoder is not None:
             self.library = Library.open(self.directory, info.encoder, self._config())
             self.library.on_watch_result = self._watchResult.emit
@@ -286,10 +296,15 @@ class LibraryService(QObject):
         self._factory = factory
 
         def reopen() -> ModelInfo:
-            if self._catalog is not None:
-                self._catalog.close()
-                self._catalog = None
-            return self._open_blocking()
+            old = self._catalog
+            info = self._open_blocking()  # replaces the model-less catalog or opens a Library
+            if old is not None:
+                if self._catalog is old:
+                    self._catalog = None
+                # A status read may still use the old catalog: close it when reads are done.
+                self._reader.waitForDone()
+                old.close()
+            return info
 
         self.write("Loading the model", reopen, on_result=self._on_opened)
         return True
@@ -395,14 +410,24 @@ class LibraryService(QObject):
         p = os.path.normpath(os.path.abspath(os.fspath(path)))
         mode = self.settings.watch_mode
 
-        def add() -> RootInfo:
+        def add() -> tuple[RootInfo, bool]:
+            cat = self.library.catalog if self.library is not None else self._catalog
+            assert cat is not None
+            known = cat.root_by_path(p)
+            if known is not None:
+                return known, False
             if self.library is not None:
-                return self.library.add_root(p, watch_mode=mode)
-            assert self._catalog is not None
-            with self._locked("adding a folder"), self._catalog.transaction():
-                return self._catalog.add_root(Path(p), mode, ())
+                return self.library.add_root(p, watch_mode=mode), True
+            with self._locked("adding a folder"), cat.transaction():
+                return cat.add_root(Path(p), mode, ()), True
 
-        def added(root: RootInfo) -> None:
+        def added(out: tuple[RootInfo, bool]) -> None:
+            root, new = out
+            if not new:
+                self.notifier.info(f"{root.path} is already in the library"
+                                   + (": Rescan looks for new or changed photos in it."
+                                      if self.has_model else "."))
+                return
             self.notifier.info(f"Added folder {root.path}")
             if scan and self.has_model:
                 self.index([root.id])
@@ -504,11 +529,14 @@ class LibraryService(QObject):
         if self._running == root_id:
             self._running, self._progress = None, None
         if result is not None:
+            if result.cancelled and result.seen:
+                self._partial[root_id] = result.seen
+            elif not result.cancelled and not result.offline_roots:
+                self._partial.pop(root_id, None)
             if result.errors:
-                self.notifier.warning(
-                    f"{len(result.errors)} file(s) could not be indexed",
-                    "\n".join(f"{e.path}: {e.reason}" for e in result.errors[:20]))
+                self._warn_failed(root_id, result)
             self.scanFinished.emit(root_id, result)
+        self._rescan_done(root_id, result)
         if not self._queued and self._running is None:
             self._pause.clear()
             self._snap_timer.stop()
@@ -516,6 +544,19 @@ class LibraryService(QObject):
         # The periodic snapshot may predate the scan's final commit (the folder's "scanned"
         # stamp): without a fresh one the folder would keep showing "Not indexed yet".
         self.refresh()
+
+    def _warn_failed(self, root_id: int, result: ScanResult) -> None:
+        """Files of a folder could not be indexed: say so; "Details…" lists them in words."""
+        folder = next((r.path for r in self._roots() if r.id == root_id), "")
+        errs = result.errors
+        lines = [f"{e.path}: {image_problem(e.reason)}." for e in errs[:20]]
+        if len(errs) > 20:
+            lines.append(f"… and {len(errs) - 20} more (the folder list shows them all).")
+        self.notifier.warning(
+            f"{len(errs)} file(s) in {os.path.basename(folder) or folder or 'a folder'} "
+            "could not be indexed; they are skipped.",
+            "\n".join(lines) + "\n\nThese files are left as they are; the other photos of "
+            "the folder are indexed. Repair or replace them, then press Rescan.")
 
     def pause_indexing(self) -> None:
         """Pause the running scan at its next check (resume continues where it stopped)."""
@@ -536,8 +577,47 @@ class LibraryService(QObject):
         self._emit_state()
 
     def rescan(self) -> None:
-        """Rescan every folder."""
-        self.index(None)
+        """Rescan every folder; when all are done, say what changed ("No changes in …")."""
+        if not self.has_model:
+            self.index(None)  # says that indexing needs a model
+            return
+        ids = [r.id for r in self._roots()]
+        if not ids:
+            self.notifier.info("There is no folder to rescan yet: add a folder of photos.")
+            return
+        self._rescanning = {rid: None for rid in ids}  # (a stuck earlier one is dropped)
+        self.index(ids)
+
+    def _rescan_done(self, root_id: int, result: ScanResult | None) -> None:
+        """One folder of a Rescan ended; after the last, one sentence about all of them."""
+        if root_id not in self._rescanning:
+            return
+        self._rescanning[root_id] = result or ScanResult(cancelled=True)
+        if any(r is None for r in self._rescanning.values()):
+            return
+        results, self._rescanning = self._rescanning, {}
+        if any(r.cancelled for r in results.values()):
+            return  # stopped: the folder list says how far each got
+        paths = {r.id: r.path for r in self._roots()}
+        names = [paths.get(rid, "a folder") for rid in results]
+        where = names[0] if len(names) == 1 else (
+            ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) <= 3
+            else f"the {len(names)} folders")
+        total = ScanResult(**{k: sum(getattr(r, k) for r in results.values()) for k in
+                              ("added", "updated", "moved", "deleted")})
+        offline = [paths.get(rid, "?") for rid, r in results.items() if r.offline_roots]
+        parts = [f"{n} {what}" for n, what in ((total.added, "new"),
+                                                (total.updated, "changed"),
+                                                (total.moved, "moved"),
+                                                (total.deleted, "removed")) if n]
+        failed = sum(len(r.errors) for r in results.values())
+        if failed:
+            parts.append(f"{failed} could not be indexed")
+        text = (f"Rescanned {where}: " + ", ".join(parts) + " photo(s)." if parts
+                else f"No changes in {where}.")
+        if offline:
+            text += (f" Not available (drive not connected?): {', '.join(offline)}.")
+        self.notifier.info(text)
 
     def state(self) -> IndexState:
         """Current indexing state."""
@@ -579,14 +659,16 @@ class LibraryService(QObject):
         if self.library is not None:
             st: LibraryStatus = self.library.status()
             errors = self._errors(self.library.catalog)
-            return LibrarySnapshot(st.roots, errors, st.files, st.indexed, st.pending,
+            return LibrarySnapshot(st.roots, errors, self.library.catalog.count_files_by_root(),
+                                   dict(self._partial), st.files, st.indexed, st.pending,
                                    st.errors, st.watching, name, has)
         cat = self._catalog
         if cat is None:
             return LibrarySnapshot(model_name=name)
-        return LibrarySnapshot(tuple(cat.roots()), self._errors(cat), cat.count_files(), 0,
-                               cat.count_files("pending"), cat.count_files("error"), False,
-                               name, has)
+        return LibrarySnapshot(tuple(cat.roots()), self._errors(cat),
+                               cat.count_files_by_root(), dict(self._partial),
+                               cat.count_files(), 0, cat.count_files("pending"),
+                               cat.count_files("error"), False, name, has)
 
     @staticmethod
     def _errors(cat: Catalog, limit: int = 2000) -> dict[int, tuple[RootError, ...]]:

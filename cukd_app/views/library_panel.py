@@ -19,20 +19,27 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.errors import image_problem, image_problem_label, stored_problem
 from core.library import RootInfo
 from cukd_app.services.library_service import IndexState, LibrarySnapshot
 
 __all__ = ["LibraryPanel", "root_state"]
 
+#: Red only for a folder that fails entirely or is unavailable; a few failed files in an
+#: indexed folder are a warning (amber, with a mark).
 _STATE_COLORS = {"indexing": "#1565c0", "paused": "#ef6c00", "queued": "#6d4c41",
-                 "offline": "#9e9e9e", "error": "#c62828", "ok": "#2e7d32",
-                 "new": "#6d4c41"}
+                 "offline": "#c62828", "error": "#c62828", "ok": "#2e7d32",
+                 "warning": "#b26a00", "partial": "#b26a00", "new": "#6d4c41"}
+_WARN = "⚠ "
 
 
 def root_state(root: RootInfo, snap: LibrarySnapshot, state: IndexState) -> tuple[str, str]:
     """``(kind, text)`` describing a folder: indexing with progress, paused, queued, offline,
-    not indexed yet, or up to date (watching), with its error count."""
-    errors = len(snap.errors.get(root.id, ()))
+    not indexed yet, partly indexed (a scan was stopped), up to date (watching), up to date
+    with some failed files (a warning), or failed entirely."""
+    counts = snap.root_files.get(root.id, {})
+    errors = max(counts.get("error", 0), len(snap.errors.get(root.id, ())))
+    ok = counts.get("ok", 0)
     suffix = f" · {errors} failed" if errors else ""
     if state.running == root.id:
         p = state.progress
@@ -46,12 +53,20 @@ def root_state(root: RootInfo, snap: LibrarySnapshot, state: IndexState) -> tupl
     if root.id in state.queued:
         return "queued", "Waiting to index"
     if not root.online:
-        return "offline", "Offline (drive not connected?)" + suffix
-    if root.last_scan is None:
-        return "new", "Not indexed yet"
+        return "offline", "Unavailable (drive not connected?)" + suffix
+    found = snap.partial.get(root.id)
+    if root.last_scan is None or found is not None:  # never completed / stopped last time
+        if not ok and not errors and root.last_scan is None:
+            return "new", "Not indexed yet"
+        of = f" of {found:,}" if found else ""
+        return "partial", f"Partly indexed: {ok:,}{of} — Rescan to resume" + suffix
     watched = snap.watching and root.watch_mode != "off"  # "off": the user said not to
-    text = "Up to date" + (" · watching" if watched else "") + suffix
-    return ("error" if errors else "ok"), text
+    text = "Up to date" + (" · watching" if watched else "")
+    if errors and not ok:
+        return "error", f"Failed: none of its {errors} file(s) could be indexed"
+    if errors:
+        return "warning", f"{_WARN}{text} · {errors} of {ok + errors:,} failed"
+    return "ok", text
 
 
 class LibraryPanel(QWidget):
@@ -92,7 +107,6 @@ class LibraryPanel(QWidget):
         self.add_btn = QPushButton("Add folder…")
         self.add_btn.clicked.connect(self.choose_folder)
         self.remove_btn = QPushButton("Remove")
-        self.remove_btn.setToolTip("Forget this folder (no file is deleted)")
         self.remove_btn.clicked.connect(self._remove)
         self.rescan_btn = QPushButton("Rescan")
         self.rescan_btn.clicked.connect(self.rescan)
@@ -157,27 +171,40 @@ class LibraryPanel(QWidget):
                     for i in range(self.tree.topLevelItemCount())
                     if self.tree.topLevelItem(i).isExpanded()}
         selected = self.selected_root()
+        items = self.tree.selectedItems()
+        # A selected failed file stays selected as itself, never as its folder.
+        selected_file = (items[0].data(0, Qt.ItemDataRole.UserRole + 1)
+                         if items and items[0].parent() is not None else None)
         self.tree.clear()
+        reselect: QTreeWidgetItem | None = None
         for root in self._snap.roots:
             item = QTreeWidgetItem([os.path.basename(root.path.rstrip(os.sep)) or root.path,
                                     ""])
             item.setData(0, Qt.ItemDataRole.UserRole, root.id)
             item.setToolTip(0, root.path)
             for err in self._snap.errors.get(root.id, ()):
-                short = err.reason.split(":", 1)[0].replace("_", " ")
-                child = QTreeWidgetItem([os.path.relpath(err.path, root.path), short])
-                child.setToolTip(0, f"{err.path}\n{err.reason}")
-                child.setToolTip(1, err.reason)
-                child.setForeground(1, QColor(_STATE_COLORS["error"]))
+                reason = stored_problem(err.reason)
+                why = image_problem(reason) + "."
+                child = QTreeWidgetItem([os.path.relpath(err.path, root.path),
+                                         image_problem_label(reason)])
+                child.setData(0, Qt.ItemDataRole.UserRole + 1, err.path)
+                child.setToolTip(0, f"{err.path}\n{why} It is skipped; repair or replace "
+                                    "it, then Rescan.")
+                child.setToolTip(1, why)
+                child.setForeground(1, QColor(_STATE_COLORS["warning"]))
                 item.addChild(child)
+                if root.id == selected and err.path == selected_file:
+                    reselect = child
             self.tree.addTopLevelItem(item)
             n_err = item.childCount()
             newly_failed = self._err_counts.get(root.id, 0) == 0 and 0 < n_err <= 5
             self._err_counts[root.id] = n_err
             # The first few failures are shown unfolded; many stay folded.
             item.setExpanded(root.id in expanded or newly_failed)
-            if root.id == selected:
-                item.setSelected(True)
+            if root.id == selected and selected_file is None:
+                reselect = item
+        if reselect is not None:  # (selectable once in the tree)
+            reselect.setSelected(True)
         self.hint.setVisible(not self._snap.roots)
         self._refresh_states()
         self._update_buttons()
@@ -202,6 +229,13 @@ class LibraryPanel(QWidget):
                 return item.data(1, Qt.ItemDataRole.UserRole), item.text(1)
         return None
 
+    def selected_folder(self) -> int | None:
+        """Root id of the selected folder row (None when a failed file's row is selected)."""
+        items = self.tree.selectedItems()
+        if not items or items[0].parent() is not None:
+            return None
+        return items[0].data(0, Qt.ItemDataRole.UserRole)
+
     def selected_root(self) -> int | None:
         """Root id of the selected folder (or of the selected failed file's folder)."""
         items = self.tree.selectedItems()
@@ -220,7 +254,7 @@ class LibraryPanel(QWidget):
             self.addFolder.emit(path)
 
     def _remove(self) -> None:
-        rid = self.selected_root()
+        rid = self.selected_folder()  # never the folder of a selected file row
         if rid is not None:
             self.removeFolder.emit(rid)
 
@@ -229,7 +263,15 @@ class LibraryPanel(QWidget):
 
     def _update_buttons(self) -> None:
         busy = self._state.busy
-        self.remove_btn.setEnabled(self.selected_root() is not None)
+        folder = self.selected_folder()
+        self.remove_btn.setEnabled(folder is not None)
+        if folder is None and self.selected_root() is not None:  # a failed file's row
+            self.remove_btn.setToolTip(
+                "Remove works on a whole folder: select the folder's row. A failed file is "
+                "skipped; repair or replace it in your file manager, then Rescan.")
+        else:
+            self.remove_btn.setToolTip("Remove the selected folder from the library (no "
+                                       "file is changed or deleted)")
         self.rescan_btn.setEnabled(self._can_index and bool(self._snap.roots))
         self.pause_btn.setEnabled(self._can_index and busy)
         self.stop_btn.setEnabled(self._can_index and busy)

@@ -8,6 +8,7 @@ from PySide6.QtWidgets import QMainWindow, QSplitter, QTabWidget, QVBoxLayout, Q
 
 from cukd_app.mime import read_mime
 from cukd_app.views.duplicates_view import DuplicatesView
+from cukd_app.views.filter_notice import FilteredOutNotice
 from cukd_app.views.library_panel import LibraryPanel
 from cukd_app.views.notification_area import NotificationArea
 from cukd_app.views.query_panel import QueryPanel
@@ -38,6 +39,7 @@ class MainWindowView(QMainWindow):
         self.library_panel, self.query_panel = library, query
         self.results_view, self.duplicates_view = results, duplicates
         self.notifications = NotificationArea()
+        self.filtered_out = FilteredOutNotice(results)
         self.tabs = QTabWidget()
         self.tabs.addTab(results, "Similar photos")
         self.tabs.addTab(duplicates, "Duplicates")
@@ -102,6 +104,14 @@ class MainWindowView(QMainWindow):
         help_ = mb.addMenu("&Help")
         help_.addAction(self._act("log", "Open &log folder"))
         help_.addAction(self._act("about", "&About"))
+
+    def bring_to_front(self) -> None:
+        """Show, raise and activate the window (another start asked for this library)."""
+        if self.isMinimized():
+            self.showNormal()
+        self.show()
+        self.raise_()
+        self.activateWindow()
 
     # ----------------------------------------------------------------- drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
