@@ -158,6 +158,37 @@ def test_manager_dialog(qtbot, models: dict[str, Path], tmp_path: Path) -> None:
     assert dlg.delete(dlg.selected()) and dlg.tree.topLevelItemCount() == 2
 
 
+def test_rename_dialog_fits_its_title(qtbot, models: dict[str, Path], tmp_path: Path) -> None:
+    """The Rename… button's prompt is wide enough that the title is not cut ("Rena… model")."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication, QInputDialog
+
+    from cukd_app.views.small_dialogs import MIN_WIDTH
+
+    store = ModelStore(tmp_path / "models", tmp_path / "missing-default.pt")
+    a = store.add(models["trained"], "first")
+    dlg = ModelManagerDialog(store, Notifier(), lambda: None)
+    qtbot.addWidget(dlg)
+    dlg.show()
+    dlg.select(a)
+    seen: dict[str, object] = {}
+
+    def answer() -> None:
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QInputDialog):
+            QTimer.singleShot(20, answer)
+            return
+        seen.update(title=box.windowTitle(), width=box.width(), text=box.textValue())
+        box.setTextValue("Garden birds")
+        box.accept()
+
+    QTimer.singleShot(0, answer)
+    dlg.rename_btn.click()  # runs the real prompt until answer() accepts it
+    assert seen["title"] == "Rename model" and seen["text"] == "first"
+    assert seen["width"] >= MIN_WIDTH
+    assert store.entry(a).name == "Garden birds"
+
+
 def test_step_one_then_step_two(models: dict[str, Path], tmp_path: Path) -> None:
     """With library images, the job distils a new student first and fine-tunes that."""
     from tests.test_finetune import ColourTeacher

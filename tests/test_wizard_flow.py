@@ -1,5 +1,8 @@
 """Retrain wizard (issue 6): every page on tiny generated data, invalid contexts, cancel
-mid-training (nothing of the library changes), adopting the new model (re-encode + swap)."""
+mid-training (nothing of the library changes), adopting the new model (re-encode + swap).
+Issue 17: closing while training asks (keep it in the background, stop, stay), Back is off on
+the first page, plain labels with the technical terms in tooltips, whole-epoch chart ticks,
+no preselected "Use this model" on a handful of validation photos."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtWidgets import QWizard
+from PySide6.QtWidgets import QAbstractButton, QGroupBox, QLabel, QWizard, QWizardPage
 
 from core.checkpoint import save_student
 from core.encoder import Encoder
@@ -17,6 +20,7 @@ from cukd_app.app import MainWindow
 from cukd_app.services.search_service import SearchRequest
 from cukd_app.testing import make_test_context, open_library, show_window
 from cukd_app.wizard import RetrainWizard
+from cukd_app.wizard.training_page import SCORE_SERIES
 from tests.library_helpers import make_tree
 from tests.test_finetune import make_class_tree
 
@@ -113,6 +117,8 @@ def test_every_page_then_adopt_model(qtbot, app, data) -> None:
     qtbot.waitUntil(lambda: mp.estimates["fast"].text() not in ("estimating…", ""),
                     timeout=15000)
     assert mp.estimates["fast"].text().startswith("about")
+    low, high = mp.ranges["fast"]
+    assert 0 < low < high  # early stopping may end sooner: a range, not one number
     qtbot.waitUntil(lambda: "not installed" in mp.teacher_note.text(), timeout=10000)
     assert not mp.distill.isEnabled() and "pip install" in mp.teacher_note.text()
     assert mp.loss == "csq" and mp.n_bits == 64 and mp.preset == "fast"
@@ -124,17 +130,31 @@ def test_every_page_then_adopt_model(qtbot, app, data) -> None:
     assert not wiz.button(QWizard.WizardButton.BackButton).isEnabled()  # while training
     qtbot.waitUntil(lambda: wiz.currentId() == wiz.RESULT, timeout=40000)
     assert tp.state == "done" and tp.bar.value() == 1000
-    assert any(s.points for s in tp.chart.series if s.name == "validation mAP")
+    assert any(s.points for s in tp.chart.series if s.name == SCORE_SERIES)
     assert "epoch 3" in tp.log.toPlainText()
+    ticks = [label for _, label in tp.chart.x_ticks()]
+    assert ticks and all(t.isdigit() for t in ticks)  # epochs 0, 1, 2, 3 — never 2.25
 
     rp = wiz.result_page
     out = rp.outcome
     assert out is not None and out.new_eval is not None and out.current_eval is not None
     assert out.distinct_codes > 2 and not out.collapsed
-    assert rp.metrics.rowCount() == 4 and rp.metrics.item(0, 1).text() == f"{out.new_eval.map:.3f}"
+    # 18 training photos: mAP@100 and precision@100 would equal mAP / the class share for
+    # any model, so they are not shown; precision@10 can differ
+    labels = [rp.metrics.item(r, 0).text() for r in range(rp.metrics.rowCount())]
+    assert labels == ["Search quality (0 to 1)", "Same class among the first 10 results",
+                      "Same class among near-identical codes"]
+    assert rp.metrics.item(0, 1).text() == f"{out.new_eval.map:.3f}"
+    assert rp.metrics.item(1, 0).toolTip() == "precision@10"
+    # 6 validation photos of 3 classes are too few for "Use this model" to be preselected
+    assert rp.choice != "use" and "6 held-back photos of 3 classes" in rp.scope.text()
+    assert "rest of your library (8 photos)" in rp.scope.text()
     assert rp.pr.series[0].points and rp.pr.series[1].points
     assert len(out.examples) == 3 and rp.examples_grid.count() > 3
+    rp.set_choice(None)
+    assert not wiz.button(QWizard.WizardButton.FinishButton).isEnabled()  # a choice is needed
     rp.set_choice("use")
+    assert wiz.button(QWizard.WizardButton.FinishButton).isEnabled()
     rp.name.setText("My classes")
     with qtbot.waitSignal(ctx.library.modelChanged, timeout=30000) as changed:
         wiz.button(QWizard.WizardButton.FinishButton).click()
@@ -174,6 +194,7 @@ def test_cancel_mid_training_changes_nothing(qtbot, app, data) -> None:
     qtbot.waitUntil(lambda: any(s.points for s in tp.chart.series), timeout=20000)
     assert tp.state == "running" and wiz.run.running
     tp.cancel_btn.click()
+    assert not wiz.training  # stopping: closing now would not ask "Training is running"
     qtbot.waitUntil(lambda: tp.state == "cancelled", timeout=5000)  # within seconds
     assert "unchanged" in tp.phase.text() and not tp.isComplete()
     assert wiz.currentId() == wiz.TRAINING
@@ -223,4 +244,135 @@ def test_step_one_offered_when_teacher_installed(qtbot, app, data) -> None:
     assert mp.use_distill and all(mp.seconds[k] > before[k] for k in before)
     plan = wiz.build_plan()
     assert len(plan.distill_images) == 8 and plan.preset == "fast"
+    wiz.reject()
+
+
+SLOW = (("epochs", 400), ("batch_size", 4), ("views", 1), ("embed_dim", 16),
+        ("decode_threads", 1), ("patience", 0))
+
+
+def _start_training(qtbot, wiz: RetrainWizard, folder: Path) -> None:
+    _check(qtbot, wiz, folder)
+    wiz.next()
+    wiz.next()
+    assert wiz.currentId() == wiz.TRAINING and wiz.run.running
+
+
+def _answer(wiz: RetrainWizard, answer: str) -> None:
+    box = wiz.close_question
+    assert box is not None and box.isVisible()
+    button: QAbstractButton = wiz.close_answers[answer]
+    assert button in box.buttons()
+    button.click()
+
+
+def test_back_is_off_on_the_first_page(qtbot, app, data) -> None:
+    _ctx, win, _ = app
+    tree, base = data
+    wiz = _wizard(win, base)
+    back = wiz.button(QWizard.WizardButton.BackButton)
+    assert wiz.currentId() == wiz.CONTEXT and not back.isEnabled()
+    _check(qtbot, wiz, tree)  # the page turns complete: the buttons are updated again
+    assert not back.isEnabled()
+    wiz.next()
+    assert wiz.currentId() == wiz.METHOD and back.isEnabled()
+    back.click()
+    assert wiz.currentId() == wiz.CONTEXT and not back.isEnabled()
+    wiz.reject()
+
+
+def test_closing_while_training_asks_and_keeps_it_in_the_background(qtbot, app, data) -> None:
+    ctx, win, _ = app
+    tree, base = data
+    wiz = _wizard(win, base, overrides=SLOW)
+    _start_training(qtbot, wiz, tree)
+    tp = wiz.training_page
+    assert "closing this window asks" in tp.subTitle()
+
+    wiz.close()  # the window's close button: a question, not a silent cancel
+    box = wiz.close_question
+    assert box is not None and box.isVisible() and wiz.isVisible() and wiz.run.running
+    assert box.text().startswith("Training is running.")
+    assert box.defaultButton() is wiz.close_answers["keep"]
+    assert wiz.close_answers["keep"].text() == "Keep training in background"
+    assert wiz.close_answers["stop"].text() == "Stop training and close"
+    _answer(wiz, "stay")
+    assert wiz.close_question is None and wiz.isVisible() and tp.state == "running"
+
+    wiz.button(QWizard.WizardButton.CancelButton).click()  # Cancel asks the same
+    assert wiz.close_question is not None and wiz.run.running
+    statuses: list[str] = []
+    wiz.backgroundStatus.connect(statuses.append)
+    with qtbot.waitSignal(ctx.notifier.posted, timeout=5000) as posted:
+        _answer(wiz, "keep")
+    assert not wiz.isVisible() and wiz.in_background and wiz.run.running
+    assert "continues in the background" in posted.args[0].text
+    menu_item = "Library ▸ " + win.actions_["retrain"].text().replace("&", "")
+    assert menu_item in posted.args[0].text  # names the real menu item that reopens it
+    qtbot.waitUntil(lambda: any("epoch" in s for s in statuses), timeout=20000)
+    assert tp.state == "running"
+
+    again = win.controller.open_retrain_wizard()  # the menu shows the same, running wizard
+    assert again is wiz and wiz.isVisible() and not wiz.in_background
+    assert wiz.currentId() == wiz.TRAINING and wiz.run.running
+    assert statuses[-1] == ""
+
+    wiz.close()
+    _answer(wiz, "stop")  # stop and close: nothing of the library changes
+    assert not wiz.isVisible()
+    qtbot.waitUntil(lambda: tp.state == "cancelled", timeout=10000)
+    assert not wiz.work_dir.exists() and not wiz.run.running
+
+
+def test_training_in_the_background_brings_its_result_back(qtbot, app, data) -> None:
+    ctx, win, _ = app
+    tree, base = data
+    wiz = _wizard(win, base)
+    _start_training(qtbot, wiz, tree)
+    wiz.close()
+    _answer(wiz, "keep")
+    assert not wiz.isVisible()
+    at_end: list[tuple[str, bool]] = []
+    wiz.training_page.ended.connect(lambda state: at_end.append((state, wiz.training)))
+    qtbot.waitUntil(lambda: wiz.isVisible(), timeout=40000)  # back when training is done
+    assert wiz.currentId() == wiz.RESULT and wiz.result_page.outcome is not None
+    assert any(n.text.startswith("Training finished") for n in ctx.notifier.history)
+    assert at_end == [("done", False)]  # the result is in, even before the worker is gone
+    wiz.close()  # no training running: closes without a question
+    assert wiz.close_question is None and not wiz.isVisible()
+
+
+def _visible_texts(page: QWizardPage) -> list[str]:
+    texts = [page.title(), page.subTitle()]
+    for w in page.findChildren(QAbstractButton) + page.findChildren(QLabel):
+        if w.isVisibleTo(page):
+            texts.append(w.text())
+    texts += [g.title() for g in page.findChildren(QGroupBox) if g.isVisibleTo(page)]
+    return texts
+
+
+def test_plain_labels_with_technical_terms_in_tooltips(qtbot, app, data) -> None:
+    _ctx, win, _ = app
+    tree, base = data
+    wiz = _wizard(win, base)
+    _check(qtbot, wiz, tree)
+    cp = wiz.context_page
+    shown = " ".join(_visible_texts(cp))
+    assert "seed" not in shown.lower() and "validation" not in shown.lower()
+    assert not cp.seed.isVisibleTo(cp) and "Split seed" in cp.seed.toolTip()
+    cp.advanced_btn.click()  # the seed is under "Advanced"
+    assert cp.seed.isVisibleTo(cp)
+    assert "Validation share" in cp.val_share.toolTip()
+    wiz.next()
+    mp = wiz.method_page
+    shown = " ".join(_visible_texts(mp))
+    for term in ("CSQ", "DCH", "distil", "student", "mAP", "hash layer"):
+        assert term not in shown, term
+    assert mp.csq.toolTip().startswith("CSQ — central similarity quantization")
+    assert mp.dch.toolTip().startswith("DCH — deep Cauchy hashing")
+    assert "distillation" in mp.distill.toolTip() and "student" in mp.distill.toolTip()
+    assert "hash layer" in mp.presets["fast"].toolTip()
+    tp = wiz.training_page
+    assert all("mAP" not in s.name and "loss" not in s.name for s in tp.chart.series)
+    assert "mAP" in tp.chart.toolTip() and "loss" in tp.chart.toolTip()
     wiz.reject()

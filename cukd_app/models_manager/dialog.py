@@ -15,7 +15,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QMessageBox,
     QPlainTextEdit,
@@ -29,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from cukd_app.models_manager.store import ModelEntry, ModelStore, ModelStoreError
 from cukd_app.notifications import Notifier
+from cukd_app.views.small_dialogs import ask_text
 
 __all__ = ["ModelManagerDialog"]
 
@@ -215,7 +215,7 @@ class ModelManagerDialog(QDialog):
         e = self.selected()
         if e is None:
             return
-        name, ok = QInputDialog.getText(self, "Rename model", "New name:", text=e.name)
+        name, ok = ask_text(self, "Rename model", "New name:", e.name)
         if ok:
             self.rename(e, name)
 

@@ -35,16 +35,19 @@ class LineChart(QWidget):
     Args:
         x_label: x axis title. ``left_range`` / ``right_range``: fixed y ranges (``None``:
             from the data). ``x_range``: fixed x range (``None``: from the data).
+        integer_x: the x axis counts something (epochs): it spans whole numbers and its
+            ticks are whole numbers only.
     """
 
     def __init__(self, x_label: str = "", *, left_label: str = "", right_label: str = "",
                  left_range: tuple[float, float] | None = None,
                  right_range: tuple[float, float] | None = None,
-                 x_range: tuple[float, float] | None = None,
+                 x_range: tuple[float, float] | None = None, integer_x: bool = False,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.x_label, self.left_label, self.right_label = x_label, left_label, right_label
         self.left_range, self.right_range, self.x_range = left_range, right_range, x_range
+        self.integer_x = integer_x
         self.series: list[Series] = []
         self.empty_text = "No data yet"
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -103,7 +106,24 @@ class LineChart(QWidget):
         if not xs:
             return 0.0, 1.0
         lo, hi = min(xs), max(xs)
+        if self.integer_x:
+            lo = float(math.floor(lo))
+            step = self._int_step(lo, hi)
+            return lo, lo + step * max(1, math.ceil((hi - lo) / step - 1e-9))
         return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+    @staticmethod
+    def _int_step(lo: float, hi: float) -> int:
+        return max(1, math.ceil((hi - lo) / 5 - 1e-9))
+
+    def x_ticks(self) -> list[tuple[float, str]]:
+        """The x axis ticks as ``(value, label)``."""
+        x0, x1 = self._xrange()
+        if self.integer_x:
+            step = self._int_step(x0, x1)
+            n = round((x1 - x0) / step)
+            return [(x0 + i * step, f"{int(x0) + i * step:d}") for i in range(n + 1)]
+        return [(x0 + i * (x1 - x0) / 4, f"{x0 + i * (x1 - x0) / 4:.3g}") for i in range(5)]
 
     def paintEvent(self, _event: QPaintEvent) -> None:
         """Axes, grid, lines, legend."""
@@ -151,11 +171,14 @@ class LineChart(QWidget):
                 p.drawText(r, (Qt.AlignmentFlag.AlignRight if axis == "left"
                                else Qt.AlignmentFlag.AlignLeft)
                            | Qt.AlignmentFlag.AlignVCenter, text)
-        for i in range(5):
-            v = x0 + i * (x1 - x0) / 4
-            x = plot.left() + i * plot.width() / 4
+        for v, label in self.x_ticks():
+            x = plot.left() + (v - x0) / (x1 - x0) * plot.width()
+            if self.integer_x:
+                p.setPen(QPen(grid, 1))
+                p.drawLine(QPointF(x, plot.top()), QPointF(x, plot.bottom()))
+                p.setPen(fg)
             p.drawText(QRectF(x - 30, plot.bottom() + 2, 60, fm.height()),
-                       Qt.AlignmentFlag.AlignHCenter, f"{v:.3g}")
+                       Qt.AlignmentFlag.AlignHCenter, label)
         p.drawText(QRectF(plot.left(), plot.bottom() + fm.height() + 2, plot.width(),
                           fm.height()), Qt.AlignmentFlag.AlignHCenter, self.x_label)
         p.setPen(QPen(fg, 1))

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
-    QInputDialog,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
@@ -20,11 +19,14 @@ from PySide6.QtWidgets import (
     QSpinBox,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
+    QWidget,
     QWizardPage,
 )
 
 from cukd_app.services.thumbnails import pil_to_qimage
+from cukd_app.views.small_dialogs import ask_text
 from cukd_app.wizard.context_scan import ContextReport, ContextSource, scan_context
 from cukd_app.workers import Worker, WorkerError
 
@@ -89,8 +91,10 @@ class ContextPage(QWizardPage):
         row.addWidget(add)
 
         self.table = QTableWidget(0, 5)
-        self.table.setHorizontalHeaderLabels(["Class", "Readable", "Training", "Validation",
+        self.table.setHorizontalHeaderLabels(["Class", "Readable", "Training", "Held back",
                                               "Examples"])
+        self.table.horizontalHeaderItem(3).setToolTip(
+            "Validation images: held back from training; both models are tested on them")
         self.table.verticalHeader().setVisible(False)
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setDefaultSectionSize(_THUMB + 6)
@@ -113,15 +117,37 @@ class ContextPage(QWizardPage):
         self.val_share.setValue(20)
         self.val_share.setSuffix(" %")
         self.val_share.valueChanged.connect(self._update_split)
+        share_tip = ("Validation share: this part of each class is not trained on; the new "
+                     "and the current model are both tested on it")
+        self.val_share.setToolTip(share_tip)
         self.seed = QSpinBox()
         self.seed.setRange(0, 1_000_000)
         self.seed.valueChanged.connect(self._update_split)
+        self.seed.setToolTip("Split seed: the number that draws which photos are held back "
+                             "(the same number always holds back the same photos)")
+        share_label = QLabel("Photos held back for testing (per class):")
+        share_label.setToolTip(share_tip)
+        self.advanced_btn = QToolButton()
+        self.advanced_btn.setText("Advanced")
+        self.advanced_btn.setCheckable(True)
+        self.advanced_btn.setArrowType(Qt.ArrowType.RightArrow)
+        self.advanced_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.advanced_btn.setAutoRaise(True)
+        self.advanced = QWidget()
+        adv = QHBoxLayout(self.advanced)
+        adv.setContentsMargins(0, 0, 0, 0)
+        seed_label = QLabel("Draw a different set of held-back photos:")
+        seed_label.setToolTip(self.seed.toolTip())
+        adv.addWidget(seed_label)
+        adv.addWidget(self.seed)
+        adv.addStretch(1)
+        self.advanced.setVisible(False)
+        self.advanced_btn.toggled.connect(self._show_advanced)
         opts = QHBoxLayout()
-        opts.addWidget(QLabel("Validation share (per class):"))
+        opts.addWidget(share_label)
         opts.addWidget(self.val_share)
         opts.addSpacing(16)
-        opts.addWidget(QLabel("Split seed:"))
-        opts.addWidget(self.seed)
+        opts.addWidget(self.advanced_btn)
         opts.addStretch(1)
 
         lay = QVBoxLayout(self)
@@ -131,7 +157,13 @@ class ContextPage(QWizardPage):
         lay.addWidget(self.errors)
         lay.addWidget(self.issues)
         lay.addLayout(opts)
+        lay.addWidget(self.advanced)
         self._classes: list[tuple[str, Path]] = []
+
+    @Slot(bool)
+    def _show_advanced(self, on: bool) -> None:
+        self.advanced.setVisible(on)
+        self.advanced_btn.setArrowType(Qt.ArrowType.DownArrow if on else Qt.ArrowType.RightArrow)
 
     # ------------------------------------------------------------------ input
     @Slot()
@@ -146,8 +178,8 @@ class ContextPage(QWizardPage):
         path = QFileDialog.getExistingDirectory(self, "A folder of one class", str(Path.home()))
         if not path:
             return
-        name, ok = QInputDialog.getText(self, "Class name", "Name of this class:",
-                                        text=os.path.basename(path.rstrip(os.sep)))
+        name, ok = ask_text(self, "Class name", "Name of this class:",
+                            os.path.basename(path.rstrip(os.sep)))
         if ok and name.strip():
             self.add_class(name.strip(), path)
 

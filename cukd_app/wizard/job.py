@@ -32,6 +32,7 @@ from core.imageio import ImageLoadError, load_image
 
 __all__ = [
     "DISTILL_EPOCHS",
+    "PRECISION_K",
     "ExampleQuery",
     "RetrainEvent",
     "RetrainOutcome",
@@ -47,6 +48,8 @@ logger = logging.getLogger(__name__)
 DISTILL_EPOCHS = {"fast": 4, "balanced": 8, "thorough": 20}
 #: Images given to step 1 at most (spread over the library).
 DISTILL_MAX_IMAGES = 20000
+#: Cut-offs of precision@k in the comparison (the result page shows the one that can differ).
+PRECISION_K = (10, 100)
 
 
 @dataclass(frozen=True)
@@ -117,7 +120,11 @@ class ExampleQuery:
 
 @dataclass
 class RetrainOutcome:
-    """What :func:`run_retrain` did (``model_path`` is ``None`` when stopped)."""
+    """What :func:`run_retrain` did (``model_path`` is ``None`` when stopped).
+
+    ``n_classes`` and ``smallest_class`` describe what the comparison covers: the classes
+    of the split and the training images (the database) of its smallest class.
+    """
 
     model_path: Path | None
     stopped: bool
@@ -129,6 +136,8 @@ class RetrainOutcome:
     wall_seconds: float = 0.0
     failed_images: list[str] = field(default_factory=list)
     distinct_codes: int = 0
+    n_classes: int = 0
+    smallest_class: int = 0
 
     @property
     def collapsed(self) -> bool:
@@ -213,7 +222,8 @@ def evaluate_encoder(encoder: Any, val: ImageList, train: ImageList, *,
     dl = np.asarray(train.labels, dtype=np.int64)[coded.d_idx]
     if len(ql) == 0 or len(dl) == 0:
         raise ValueError("no readable validation or training images")
-    return evaluate_codes(coded.q_codes, coded.d_codes, ql, dl, map_k=[100]), coded
+    return evaluate_codes(coded.q_codes, coded.d_codes, ql, dl, map_k=[100],
+                          precision_k=PRECISION_K), coded
 
 
 def _examples(val: ImageList, train: ImageList, new: _Coded, cur: _Coded | None, n: int,
@@ -370,5 +380,10 @@ def run_retrain(
     if distinct <= 2:
         emit(RetrainEvent("log", f"warning: the new model gives the training images only "
                                  f"{distinct} distinct code(s)"))
+    db_labels = np.asarray(plan.train.labels, dtype=np.int64)[new[1].d_idx]
+    per_class = np.bincount(db_labels[db_labels >= 0]) if len(db_labels) else np.zeros(0, int)
+    classes = set(np.asarray(plan.val.labels).tolist()) | set(db_labels.tolist())
     return RetrainOutcome(ft.model_path, False, ft, new[0], cur[0] if cur else None, examples,
-                          train_s, time.perf_counter() - t0, ft.failed_images, distinct)
+                          train_s, time.perf_counter() - t0, ft.failed_images, distinct,
+                          len(classes - {-1}),
+                          int(per_class[per_class > 0].min()) if per_class.any() else 0)

@@ -21,9 +21,14 @@ from cukd_app.wizard.job import RetrainEvent, RetrainOutcome
 from cukd_app.wizard.services import RetrainRun
 from cukd_app.workers import WorkerError
 
-__all__ = ["TrainingPage"]
+__all__ = ["LOSS_SERIES", "SCORE_SERIES", "TrainingPage"]
 
-PHASES = {"distill": "Step 1: distilling", "features": "Preparing the images",
+#: The chart's series: the training loss and the validation mAP, in plain words.
+LOSS_SERIES = "training error"
+SCORE_SERIES = "test score"
+
+PHASES = {"distill": "Step 1: the reference model teaches the new model",
+          "features": "Preparing the images",
           "train": "Training", "evaluate": "Comparing with the current model"}
 
 
@@ -52,12 +57,14 @@ class TrainingPage(QWizardPage):
     def __init__(self, run: RetrainRun, start: Callable[[], None]) -> None:
         super().__init__()
         self.setTitle("Training")
-        self.setSubTitle("Training runs in the background: you can keep searching. Cancel "
-                         "stops it within seconds; your current model and index stay as they "
-                         "are.")
+        self.setSubTitle("Training runs in the background: you can keep searching, and "
+                         "closing this window asks whether to keep it running. Cancel stops "
+                         "it within seconds; your current model and index stay as they are.")
         self.run, self._start = run, start
         self.outcome: RetrainOutcome | None = None
         self.state = "idle"
+        #: Cancel was pressed and the run is stopping.
+        self.cancelling = False
         self.phase = QLabel("Starting…")
         self.eta = QLabel("")
         self.bar = QProgressBar()
@@ -67,10 +74,14 @@ class TrainingPage(QWizardPage):
         top = QHBoxLayout()
         top.addWidget(self.phase, 1)
         top.addWidget(self.eta)
-        self.chart = LineChart("epoch", left_label="loss", right_label="validation mAP",
-                               right_range=(0.0, 1.0))
-        self.chart.add_series(Series("training loss", "#2e86de"))
-        self.chart.add_series(Series("validation mAP", "#e67e22", axis="right", markers=True))
+        self.chart = LineChart("epoch (one pass over your training photos)",
+                               left_label="training error", right_label="test score",
+                               right_range=(0.0, 1.0), integer_x=True)
+        self.chart.add_series(Series(LOSS_SERIES, "#2e86de"))
+        self.chart.add_series(Series(SCORE_SERIES, "#e67e22", axis="right", markers=True))
+        self.chart.setToolTip("Training error (the loss) should fall. The test score (mAP: "
+                              "mean average precision on the held-back photos, 0 to 1) should "
+                              "rise; training stops early when it stops improving.")
         self.chart.empty_text = "The chart starts with the first training batches"
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
@@ -103,6 +114,7 @@ class TrainingPage(QWizardPage):
         self._last_loss_x = -1.0
         self._t0 = time.monotonic()
         self.state = "running"
+        self.cancelling = False
         self.completeChanged.emit()
         self.append_log("Training started.")
         self._start()
@@ -111,6 +123,7 @@ class TrainingPage(QWizardPage):
     def cancel(self) -> None:
         """Stop the run (returns within seconds)."""
         if self.run.running:
+            self.cancelling = True
             self.cancel_btn.setEnabled(False)
             self.phase.setText("Cancelling…")
             self.append_log("Cancelling…")
@@ -142,9 +155,9 @@ class TrainingPage(QWizardPage):
             x = (p.epoch - 1) + p.done / max(1, p.total)
             if x - self._last_loss_x >= 0.05 or p.done == p.total:
                 self._last_loss_x = x
-                self.chart.append("training loss", x, p.loss)
+                self.chart.append(LOSS_SERIES, x, p.loss)
         if ev.epoch_done is not None and ev.epoch_done.get("val_map") is not None:
-            self.chart.append("validation mAP", float(ev.epoch_done["epoch"]),
+            self.chart.append(SCORE_SERIES, float(ev.epoch_done["epoch"]),
                               float(ev.epoch_done["val_map"]))
         if ev.phase == "log" and ev.text:
             self.append_log(ev.text)
