@@ -6,7 +6,9 @@ Every decode failure is raised as :class:`ImageLoadError` with a short machine-r
 Formats: JPEG (draft-mode reduced decoding), PNG, WebP, GIF (first frame), BMP, TIFF, and
 AVIF/HEIC/HEIF through Pillow's own AVIF plugin or pillow-heif when installed. EXIF
 orientation is applied and every mode (palette, alpha, CMYK, 16-bit, greyscale, bilevel) is
-converted to RGB, alpha composited on white.
+converted to RGB, alpha composited on :data:`ALPHA_BACKGROUND` (mid grey: white or black
+artwork on a transparent background stays visible, so different logos and icons do not all
+decode to one blank picture). Images without an alpha channel decode exactly as before.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "ALLOWED_FORMATS",
+    "ALPHA_BACKGROUND",
+    "FLAT_STD",
     "IMAGE_EXTENSIONS",
     "LOAD_ERROR_REASONS",
     "MAX_DECODE_BYTES",
@@ -33,12 +37,14 @@ __all__ = [
     "decode_bytes",
     "file_fingerprint",
     "hamming64",
+    "is_flat",
     "is_image_path",
     "load_image",
     "mirror_phash",
     "open_image",
     "phash",
     "register_codecs",
+    "to_rgb",
 ]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +82,19 @@ _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N
 Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
+#: What transparent pixels become when an image is decoded to RGB (for indexing, queries,
+#: pixel checks and training). Mid grey rather than white: on white, white artwork on a
+#: transparent background (logos, icons) vanished, and every such file decoded to the same
+#: blank picture with one pHash and one embedding, so unrelated files were grouped as
+#: identical copies.
+ALPHA_BACKGROUND = (128, 128, 128)
+
+#: An image whose visible content varies by at most this (standard deviation of each RGB
+#: channel, 0-255, over a 32 x 32 reduction) is *flat*: a blank canvas, a solid colour, a
+#: fully transparent file. Its pHash and embedding say nothing about what it shows (all flat
+#: images get about the same ones), so it is never called a copy of another file on them.
+FLAT_STD = 2.5
+
 _FINGERPRINT_CHUNK = 64 * 1024
 _codecs_lock = threading.Lock()
 _codecs_registered = False
@@ -96,7 +115,8 @@ class LoadedImage:
     """A decoded RGB image plus facts about the file it came from.
 
     Attributes:
-        image: RGB image, EXIF orientation applied, possibly draft-reduced.
+        image: RGB image (RGBA with ``keep_alpha`` where it has transparency), EXIF
+            orientation applied, possibly draft-reduced.
         width: full-resolution width after orientation (not the draft size).
         height: full-resolution height after orientation.
         format: Pillow format name, e.g. ``"JPEG"``.
@@ -140,27 +160,32 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -> Image.Image:
+def load_image(path: str | os.PathLike[str], *, draft_size: int | None = None,
+               keep_alpha: bool = False) -> Image.Image:
     """Load an image as RGB with EXIF orientation applied.
 
     Args:
         path: image file.
         draft_size: if given, JPEGs are decoded at a reduced scale whose shorter side is still
             at least this many pixels (much faster for large photos).
+        keep_alpha: return an image with transparency as RGBA instead (for display).
 
     Raises:
         ImageLoadError: for missing, empty, truncated, non-image or oversized files.
     """
-    return open_image(path, draft_size=draft_size).image
+    return open_image(path, draft_size=draft_size, keep_alpha=keep_alpha).image
 
 
-def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -> LoadedImage:
+def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None,
+               keep_alpha: bool = False) -> LoadedImage:
     """Decode an image file to RGB and report its full-resolution size.
 
     Args:
         path: image file.
         draft_size: if given, JPEGs are decoded with DCT scaling to the smallest scale whose
             shorter side is still ``>= draft_size`` pixels.
+        keep_alpha: an image with transparency comes back as RGBA, not composited (for
+            display: a thumbnail drawn over a checkerboard). Others are RGB as usual.
 
     Raises:
         ImageLoadError: ``reason`` is ``empty``, ``truncated``, ``corrupt``, ``not_an_image``,
@@ -192,7 +217,7 @@ def open_image(path: str | os.PathLike[str], *, draft_size: int | None = None) -
                 if orientation in (5, 6, 7, 8):
                     full_w, full_h = full_h, full_w
                 im = ImageOps.exif_transpose(im)
-                rgb = _to_rgb(im)
+                rgb = _to_rgba(im) if keep_alpha and _has_alpha(im) else _to_rgb(im)
                 rgb.load()
                 return LoadedImage(rgb, full_w, full_h, fmt)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -263,8 +288,26 @@ def _draft(im: Image.Image, draft_size: int) -> None:
     im.draft("RGB", (max(1, int(np.ceil(w * scale))), max(1, int(np.ceil(h * scale)))))
 
 
+def to_rgb(im: Image.Image) -> Image.Image:
+    """An in-memory image (pasted, dropped) as RGB, the way files decode: transparency
+    composited on :data:`ALPHA_BACKGROUND`."""
+    return _to_rgb(im)
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    """Whether the decoded image carries transparency (an alpha band or a palette key)."""
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        im.mode == "P" and "transparency" in im.info)
+
+
+def _to_rgba(im: Image.Image) -> Image.Image:
+    """An image with transparency as straight-alpha RGBA."""
+    return im.convert("RGBA")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Convert any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB, compositing alpha on white."""
+    """Convert any mode (P, LA, RGBA, CMYK, I;16, F, 1, ...) to RGB, compositing alpha on
+    :data:`ALPHA_BACKGROUND`. RGB, greyscale, CMYK etc. (no alpha) convert as Pillow does."""
     if im.mode == "RGB":
         return im
     if im.mode in ("I;16", "I;16B", "I;16L", "I;16N"):
@@ -285,7 +328,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         im = im.convert("RGBA")
     if im.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         im = im.convert("RGBA")
-        bg = Image.new("RGB", im.size, (255, 255, 255))
+        bg = Image.new("RGB", im.size, ALPHA_BACKGROUND)
         bg.paste(im, mask=im.getchannel("A"))
         return bg
     return im.convert("RGB")  # L, 1, CMYK (Pillow handles Adobe-inverted JPEGs), YCbCr, LAB
@@ -347,10 +390,18 @@ def phash(image: Image.Image, hash_size: int = 8, highfreq_factor: int = 4) -> i
     return value
 
 
+def is_flat(image: Image.Image) -> bool:
+    """Whether an already-decoded image's visible content is (nearly) uniform: each RGB
+    channel varies by at most :data:`FLAT_STD` over a 32 x 32 reduction (see there)."""
+    small = image.convert("RGB").resize((32, 32), Image.Resampling.BOX)
+    pixels = np.asarray(small, dtype=np.float64).reshape(-1, 3)
+    return bool(pixels.std(axis=0).max() <= FLAT_STD)
+
 
 def mirror_phash(image: Image.Image) -> int:
     """:func:`phash` of the image mirrored left-right (a flipped copy's pHash matches it)."""
     return phash(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
 
 def hamming64(a: int, b: int) -> int:
     """Hamming distance between two 64-bit hashes (signed or unsigned ints)."""

@@ -41,7 +41,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_self_test(args.model)
     from cukd_app.app import run
 
-    return run(args)
+    code = run(args)
+    exit_now(code)
+    return code  # (not reached)
+
+
+def exit_now(code: int) -> None:
+    """End the process at once once the window has closed.
+
+    By then everything is saved and closed (settings, window state, the library's index and
+    catalog; see ``AppController.shutdown``). What is left is the interpreter's own
+    tear-down: unloading torch and the other native libraries took about a second after
+    Quit, for nothing the user keeps. Logs and standard streams are flushed first.
+    """
+    import contextlib
+    import logging
+    import os
+
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -43,10 +43,15 @@ class MainWindow(MainWindowView):
     def __init__(self, ctx: AppContext) -> None:
         s = ctx.settings
         results = ResultsView(ResultsModel(ctx.thumbnails), s.thumbnail_size)
-        duplicates = DuplicatesView(ResultsModel(ctx.duplicate_thumbnails), s.thumbnail_size)
+        duplicates = DuplicatesView(ResultsModel(ctx.duplicate_thumbnails), s.thumbnail_size,
+                                    thumbnail_cache=ctx.duplicate_thumbnails.cache)
         super().__init__(LibraryPanel(), QueryPanel(), results, duplicates, APP_NAME)
         self.ctx = ctx
         self.controller = AppController(ctx, self)
+        # What the user did to duplicates: a notification, and the catalog catches up.
+        duplicates.notify.connect(
+            lambda level, text, detail: getattr(ctx.notifier, level)(text, detail))
+        duplicates.filesChanged.connect(ctx.library.rescan_paths)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
     apply_theme(app, ctx.settings.theme)
     win = MainWindow(ctx)
     claim.raiseRequested.connect(win.bring_to_front)
+    app.aboutToQuit.connect(win.controller.shutdown)  # quit without closing the window too
     app.aboutToQuit.connect(claim.release)
     win.show()
     logger.info("window shown %.0f ms after start-up", (time.perf_counter() - STARTED) * 1e3)

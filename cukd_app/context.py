@@ -6,8 +6,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from cukd_app.models_manager.store import ModelStore
 from cukd_app.notifications import Notifier
-from cukd_app.paths import AppPaths
+from cukd_app.paths import AppPaths, default_model_path
 from cukd_app.services.library_service import LibraryService
 from cukd_app.services.model_loader import EncoderFactory, ModelInfo, resolve_encoder
 from cukd_app.services.search_service import SearchService
@@ -19,7 +20,8 @@ __all__ = ["AppContext", "build_context", "library_directory"]
 
 @dataclass
 class AppContext:
-    """The services of one window. ``settings`` is replaced (never mutated) on change."""
+    """The services of one window. ``settings`` is replaced (never mutated) on change;
+    ``models`` is the user's models folder (it names models everywhere)."""
 
     paths: AppPaths
     store: SettingsStore
@@ -29,6 +31,7 @@ class AppContext:
     search: SearchService
     thumbnails: ThumbnailLoader
     duplicate_thumbnails: ThumbnailLoader
+    models: ModelStore
 
     def save_settings(self, settings: AppSettings) -> None:
         """Remember and persist new settings."""
@@ -75,11 +78,12 @@ def build_context(
     store = SettingsStore(settings_path or paths.settings_file)
     settings = store.load()
     notifier = Notifier(log_file=paths.log_file)
+    models = ModelStore(paths.models_dir, default_model_path())
     if encoder_factory is None:
         chosen = model or settings.model_path
 
         def encoder_factory() -> ModelInfo:
-            return resolve_encoder(chosen)
+            return resolve_encoder(chosen, models.display_name)
 
     library = LibraryService(settings, encoder_factory, notifier,
                              library_dir=library_directory(paths, settings, library_dir),
@@ -88,4 +92,5 @@ def build_context(
     cache = ThumbnailCache(paths.thumbnail_dir)
     thumbs = ThumbnailLoader(cache, settings.thumbnail_size, settings.worker_threads)
     dup_thumbs = ThumbnailLoader(cache, settings.thumbnail_size, 1)
-    return AppContext(paths, store, settings, notifier, library, search, thumbs, dup_thumbs)
+    return AppContext(paths, store, settings, notifier, library, search, thumbs, dup_thumbs,
+                      models)

@@ -26,11 +26,11 @@ from core.imageio import ImageLoadError, open_image
 from cukd_app import file_actions
 from cukd_app.context import AppContext
 from cukd_app.mime import DropContent, read_mime
-from cukd_app.models_manager import ModelManagerDialog, ModelStore
+from cukd_app.models_manager import ModelManagerDialog
 from cukd_app.notifications import Notification
 from cukd_app.paths import default_model_path
 from cukd_app.services.library_service import IndexState, LibrarySnapshot
-from cukd_app.services.model_loader import ModelInfo, resolve_encoder
+from cukd_app.services.model_loader import ModelInfo, model_tooltip, resolve_encoder
 from cukd_app.services.search_service import SearchOutcome, SearchRequest
 from cukd_app.services.thumbnails import pil_to_qimage
 from cukd_app.settings import AppSettings
@@ -113,11 +113,16 @@ class AppController(QObject):
         self._opened = False
         self._snapshot: LibrarySnapshot | None = None
         self._pending_search: SearchRequest | None = None
-        self.models = ModelStore(ctx.paths.models_dir, default_model_path())
+        self.models = ctx.models  # names models in the manager, status bar and messages
         self.wizard: RetrainWizard | None = None
         self.model_manager: ModelManagerDialog | None = None
         self._switching_to: str | None = None
+        self._switch_name = ""  # display name of the model being switched to
+        #: The library's stage when the last search ended (its outcome is what the results
+        #: area says while that holds); None before any search.
+        self._searched_stage: str | None = None
         self._loading_model: str | None = None  # chosen while no model was active
+        self._shut_down = False
         self._connect()
         self._restore()
 
@@ -134,6 +139,8 @@ class AppController(QObject):
         lib.duplicatesProgress.connect(self.win.duplicates_view.set_progress)
         lib.modelChanged.connect(self._on_model_changed)
         lib.modelChangeEnded.connect(self._on_model_change_ended)
+        lib.modelChangeProgress.connect(w.status.model_switch.set_progress)
+        w.status.model_switch.stopRequested.connect(self.stop_model_switch)
         search.started.connect(self._on_search_started)
         search.finished.connect(self._on_search_finished)
         search.failed.connect(self._on_search_failed)
@@ -152,6 +159,7 @@ class AppController(QObject):
         rv.countChanged.connect(self._on_count_changed)
         rv.filtersChanged.connect(self._remember_filters)
         rv.sortChanged.connect(lambda _k: self._remember_filters())
+        rv.addFolderRequested.connect(panel.choose_folder)
         dv = w.duplicates_view
         dv.findRequested.connect(self.find_duplicates)
         dv.grid.activatedPath.connect(self.open_path)
@@ -205,7 +213,12 @@ class AppController(QObject):
 
     @Slot()
     def shutdown(self) -> None:
-        """Window closing: save state, stop work, close the library."""
+        """Window closing (or the application quitting): save state, stop work, close the
+        library. Runs once; work in progress stops at its next check (between photos), so
+        this takes well under a second."""
+        if self._shut_down:
+            return
+        self._shut_down = True
         self.save_window_state()
         if self.wizard is not None:
             self.wizard.shutdown()
@@ -223,21 +236,19 @@ class AppController(QObject):
                 except OSError as exc:
                     self.ctx.notifier.error(exc)
             self._loading_model = None
-        self.win.status.set_model(info.name)
+        self.win.status.set_model(info.name, model_tooltip(info))
         self.win.library_panel.set_can_index(info.encoder is not None)
         if not self.ctx.library.ready:
             self.win.results_view.set_empty_text(
                 "The library could not be opened; see the message below and the log "
                 "(Help ▸ Open log folder).")
             return
+        self._refresh_empty_state()
         if info.encoder is None:
-            self.win.results_view.set_empty_text(
-                "No model is installed, so photos cannot be indexed or searched yet.\n\n"
-                "Add your photo folders now; choose a model file with "
-                "Library ▸ Choose model file… and they will be indexed.")
             return
-        if self.win.results_view.model.rowCount() == 0:
-            self.win.results_view.set_empty_text(ResultsView.WELCOME)
+        # The first search costs as much as later ones: the model runs once in the background
+        # now (after the window is shown and the library opened), never blocking start-up.
+        self.ctx.search.warm_up()
         self.ctx.library.index()  # catch up with changes made while the app was closed
         if self._pending_search is not None:
             req, self._pending_search = self._pending_search, None
@@ -248,11 +259,63 @@ class AppController(QObject):
         self._snapshot = snap
         self.win.library_panel.set_snapshot(snap)
         self.win.status.set_snapshot(snap)
+        self._refresh_empty_state()
 
     @Slot(object)
     def _on_index_state(self, state: IndexState) -> None:
         self.win.library_panel.set_index_state(state)
         self.win.status.set_queue(state, self.ctx.library.queue_length)
+        self._refresh_empty_state()
+
+    def _library_stage(self) -> str:
+        """``"empty"`` (no folder yet), ``"unindexed"`` (folders, no photo indexed yet),
+        ``"ready"`` (photos to search) or ``"unknown"`` (no snapshot yet)."""
+        snap = self._snapshot
+        if snap is None:
+            return "unknown"
+        if not snap.roots:
+            return "empty"
+        return "ready" if snap.indexed else "unindexed"
+
+    def _refresh_empty_state(self) -> None:
+        """What the results area says before a search: the first step (a prominent
+        Add-folder button) while the library has no folder, and the invitation to search
+        only once it has indexed photos."""
+        lib, rv = self.ctx.library, self.win.results_view
+        if not self._opened or not lib.ready or rv.model.rowCount():
+            return
+        stage = self._library_stage()
+        if not lib.has_model:
+            rv.set_empty_text(
+                "No model is installed, so photos cannot be indexed or searched yet.\n\n"
+                "Add your photo folders now; choose a model file with "
+                "Library ▸ Choose model file… and they will be indexed.",
+                add_folder=stage == "empty")
+            return
+        if self._searched_stage is not None:
+            if stage in (self._searched_stage, "unknown"):
+                return  # the outcome of the last search stays while it is still true
+            self._searched_stage = None  # ("your library is empty" no longer is)
+        if stage == "empty":
+            rv.set_empty_text(ResultsView.FIRST_STEP, add_folder=True)
+        elif stage == "unindexed":
+            snap = self._snapshot
+            assert snap is not None
+            # (a folder never scanned to the end: its first scan is queued or running, or
+            # this snapshot was taken before it ended)
+            first_scan = any(r.last_scan is None for r in snap.roots)
+            if lib.state().busy or (first_scan and not snap.partial):
+                rv.set_empty_text("Indexing the photos of your folders… You can search as "
+                                  "soon as the first ones are indexed.")
+            elif snap.partial:
+                rv.set_empty_text("Indexing was stopped before any photo was indexed. Press "
+                                  "Rescan to continue.")
+            else:
+                rv.set_empty_text("No photos were found in your folders yet. Add a folder "
+                                  "of photos, or press Rescan after copying photos into one.",
+                                  add_folder=True)
+        elif stage == "ready":
+            rv.set_empty_text(ResultsView.WELCOME)
 
     @Slot(int)
     def remove_folder(self, root_id: int) -> bool:
@@ -381,7 +444,10 @@ class AppController(QObject):
     @Slot(object)
     def _on_search_finished(self, out: SearchOutcome) -> None:
         self.win.results_view.model.set_hits(out.hits, out.generation)
-        self.win.results_view.set_empty_text("" if out.hits else self._no_hits_text())
+        self._searched_stage = self._library_stage()
+        self.win.results_view.set_empty_text(
+            "" if out.hits else self._no_hits_text(),
+            add_folder=not out.hits and self._library_stage() == "empty")
         self.win.status.set_search_time(out.elapsed_ms, len(out.hits))
         self.win.status.clearMessage()
         if out.request.path and out.request.path != self.ctx.settings.last_query:
@@ -394,8 +460,8 @@ class AppController(QObject):
         """Why a search found nothing: an empty library says what to do about it."""
         snap = self._snapshot
         if snap is not None and not snap.roots:
-            return ("Your library is empty. Add a folder of photos (Library ▸ Add folder…) "
-                    "and search again once it is indexed.")
+            return ("Your library is empty, so there is nothing to compare with yet. Add a "
+                    "folder of photos and search again once it is indexed.")
         if snap is not None and snap.indexed == 0:
             return "No photos are indexed yet. Search again when indexing has finished."
         return "No similar photos found."
@@ -546,15 +612,35 @@ class AppController(QObject):
         library re-encodes in the background and swaps when done (then it is remembered)."""
         path = str(path)
         lib = self.ctx.library
+
+        def factory() -> ModelInfo:
+            return resolve_encoder(path, self.models.display_name)
+
+        name = self.models.display_name(path)
         if not lib.has_model:
-            if lib.use_model(lambda: resolve_encoder(path)):
+            if lib.use_model(factory):
                 self._loading_model = path  # remembered once it loaded (_on_opened)
-                self.ctx.notifier.info(f"Loading model {os.path.basename(path)}…")
+                self.ctx.notifier.info(f"Loading model {name}…")
             return
-        if lib.change_model(lambda: resolve_encoder(path)):
+        if self.switch_model(factory, name):
             self._switching_to = path
-            self.win.status.showMessage(f"Re-encoding the library with "
-                                        f"{os.path.basename(path)}…")
+
+    def switch_model(self, factory: Callable[[], ModelInfo], name: str) -> bool:
+        """Re-encode the library for another model in the background, with a progress bar
+        and a count in the status bar ("Re-encoding 120 of 1,000 photos for model X") and
+        a Stop button; when it ends the bar goes and the status bar and a notification say
+        so. ``name``: the model's display name. False if a switch is already running."""
+        if not self.ctx.library.change_model(factory):
+            return False
+        self._switch_name = name
+        self.win.status.model_switch.start(name)
+        return True
+
+    @Slot()
+    def stop_model_switch(self) -> None:
+        """The progress bar's Stop: the current model stays."""
+        self.win.status.model_switch.stopping()
+        self.ctx.library.cancel_model_change()
 
     def active_model_path(self) -> Path | None:
         """The model file in use (``None``: none, or a built-in test encoder)."""
@@ -575,14 +661,32 @@ class AppController(QObject):
                 self.ctx.save_settings(self.ctx.settings.replace(model_path=self._switching_to))
             except OSError as exc:
                 self.ctx.notifier.error(exc)
-        self.win.status.set_model(info.name)
+        self.win.status.set_model(info.name, model_tooltip(info))
         if self.model_manager is not None:
             self.model_manager.refresh()
 
     @Slot(bool)
-    def _on_model_change_ended(self, _swapped: bool) -> None:
+    def _on_model_change_ended(self, swapped: bool) -> None:
         self._switching_to = None
-        self.win.status.clearMessage()
+        bar = self.win.status.model_switch
+        bar.hide()
+        if swapped:
+            done = bar.bar.value() if bar.bar.maximum() > 1 else 0
+            self.win.status.showMessage(
+                f"Switched to model {self.ctx.library.model.name}"
+                + (f": {done:,} photos re-encoded." if done else "."), 15000)
+        else:
+            self.win.status.showMessage(
+                f"Not switched to model {self._switch_name}; still using "
+                f"{self.ctx.library.model.name}.", 15000)
+
+    @Slot(object, str)
+    def _on_model_renamed(self, path: object, name: str) -> None:
+        """A model was renamed in the manager: the status bar follows if it is in use."""
+        active = self.active_model_path()
+        if active is not None and os.path.realpath(active) == os.path.realpath(str(path)):
+            self.ctx.library.rename_model(name)
+            self.win.status.set_model(name, model_tooltip(self.ctx.library.model))
 
     def open_retrain_wizard(self, **options: object) -> RetrainWizard:
         """Show the retrain wizard (one at a time); ``options`` override
@@ -611,6 +715,7 @@ class AppController(QObject):
             self.model_manager = ModelManagerDialog(self.models, self.ctx.notifier,
                                                     self.active_model_path, self.win)
             self.model_manager.useRequested.connect(self.use_model_file)
+            self.model_manager.renamed.connect(self._on_model_renamed)
         else:
             self.model_manager.refresh()
         self.model_manager.show()

@@ -87,7 +87,9 @@ def test_model_chosen_later_is_loaded_at_once(qtbot, tmp_path: Path) -> None:
         with qtbot.waitSignal(ctx.library.scanFinished, timeout=10000) as blocker:
             assert ctx.library.use_model(tiny_factory())
         assert blocker.args[1].added == 4 and ctx.library.has_model
-        assert win.results_view.empty.text() == win.results_view.WELCOME
+        # (the search invitation once the library's status shows the indexed photos)
+        qtbot.waitUntil(lambda: win.results_view.empty.text() == win.results_view.WELCOME,
+                        timeout=10000)
         assert win.library_panel.rescan_btn.isEnabled()
         assert not ctx.library.use_model(tiny_factory())  # with a model: next start
     finally:

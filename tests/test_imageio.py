@@ -9,13 +9,15 @@ import os
 import imagehash
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, ImageDraw, features
 
 from core import imageio
 from core.imageio import (
+    ALPHA_BACKGROUND,
     ImageLoadError,
     file_fingerprint,
     hamming64,
+    is_flat,
     load_image,
     open_image,
     phash,
@@ -73,7 +75,7 @@ def test_gif_first_frame(tmp_path):
 
 
 @pytest.mark.parametrize("mode", ["P", "RGBA", "LA", "PA"])
-def test_alpha_and_palette_composited_on_white(tmp_path, mode):
+def test_alpha_and_palette_composited_on_grey(tmp_path, mode):
     im = Image.new("RGBA", (10, 10), (0, 0, 0, 0))
     im.paste((255, 0, 0, 255), (0, 0, 5, 10))
     if mode == "P":
@@ -91,9 +93,53 @@ def test_alpha_and_palette_composited_on_white(tmp_path, mode):
     im.save(p, transparency=im.info.get("transparency")) if mode in ("P", "PA") else im.save(p)
     out = load_image(p)
     assert out.mode == "RGB"
-    assert out.getpixel((8, 5)) == (255, 255, 255)  # transparent → white
+    assert out.getpixel((8, 5)) == ALPHA_BACKGROUND == (128, 128, 128)  # transparent → grey
     left = out.getpixel((2, 5))
-    assert left != (255, 255, 255)
+    assert left != ALPHA_BACKGROUND
+    # for display, the transparency is kept
+    shown = load_image(p, keep_alpha=True)
+    assert shown.mode == "RGBA" and shown.getpixel((8, 5))[3] == 0
+
+
+def test_images_without_transparency_decode_exactly_as_before(tmp_path):
+    # Only images with an alpha channel changed (composited on grey, not white): photos,
+    # greyscale and fully opaque RGBA files give the very same pixels (so their pHashes and
+    # embeddings do not change).
+    src = make_image(3, (64, 48))
+    src.save(tmp_path / "rgb.png")
+    src.save(tmp_path / "rgb.jpg", quality=90)
+    src.convert("L").save(tmp_path / "grey.png")
+    src.convert("RGBA").save(tmp_path / "opaque.png")
+    for name in ("rgb.png", "rgb.jpg", "grey.png"):
+        with Image.open(tmp_path / name) as im:
+            expected = np.asarray(im.convert("RGB"))
+        assert np.array_equal(np.asarray(load_image(tmp_path / name)), expected), name
+    white = Image.new("RGB", src.size, (255, 255, 255))  # the old compositing
+    with Image.open(tmp_path / "opaque.png") as im:
+        white.paste(im, mask=im.getchannel("A"))
+    assert np.array_equal(np.asarray(load_image(tmp_path / "opaque.png")), np.asarray(white))
+    assert np.array_equal(np.asarray(white), np.asarray(src))
+
+
+def test_white_artwork_on_transparency_stays_visible_and_flat_pictures_are_known(tmp_path):
+    # White logos on a transparent background all decoded to one blank white picture.
+    paths = []
+    for i, box in enumerate([(10, 10, 50, 50), (30, 5, 60, 60), (0, 20, 64, 30)]):
+        im = Image.new("RGBA", (64, 64), (0, 0, 0, 0))
+        (ImageDraw.Draw(im).ellipse if i % 2 else ImageDraw.Draw(im).rectangle)(
+            box, fill=(255, 255, 255, 255))
+        paths.append(tmp_path / f"logo{i}.png")
+        im.save(paths[-1])
+    decoded = [load_image(p) for p in paths]
+    assert not any(is_flat(im) for im in decoded)
+    hashes = [phash(im) for im in decoded]
+    assert min(hamming64(a, b) for a in hashes for b in hashes if a is not b) > 10
+    # Flat: blank, one colour (also as a noisy JPEG), fully transparent.
+    Image.new("RGBA", (40, 30), (9, 9, 9, 0)).save(tmp_path / "empty.png")
+    Image.new("RGB", (40, 30), (20, 90, 200)).save(tmp_path / "blue.jpg", quality=70)
+    assert is_flat(load_image(tmp_path / "empty.png"))
+    assert is_flat(load_image(tmp_path / "blue.jpg"))
+    assert not is_flat(make_image(5))
 
 
 def test_cmyk_jpeg_and_tiff(tmp_path):

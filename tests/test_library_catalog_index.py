@@ -65,13 +65,18 @@ def test_catalog_migrates_a_v1_library_and_keeps_its_files(tmp_path):
     raw.commit()
     raw.close()
     with Catalog(db) as cat:
-        assert cat.schema_version == SCHEMA_VERSION == 2
+        assert cat.schema_version == SCHEMA_VERSION == 3
         rec = cat.get_file_by_path(tmp_path / "photos" / "a.jpg")
         assert rec.phash == 2**63 + 3 and rec.mirror_phash is None and rec.size == 5
+        assert rec.flat is None and cat.flat_ids() == set()  # not known before schema 3
         assert len(cat.all_phashes(mirror=True)[0]) == 0
         cat.set_file_decoded(rec.id, status="ok", error=None, phash=rec.phash, width=4,
                              height=3, mirror_phash=2**64 - 1)
         assert cat.get_file(rec.id).mirror_phash == 2**64 - 1
+        assert cat.get_file(rec.id).flat is None
+        cat.set_file_decoded(rec.id, status="ok", error=None, phash=rec.phash, width=4,
+                             height=3, mirror_phash=2**64 - 1, flat=True)
+        assert cat.get_file(rec.id).flat is True and cat.flat_ids() == {rec.id}
         ids, mirrors = cat.all_phashes(mirror=True)
         assert ids.tolist() == [rec.id] and mirrors.tolist() == [2**64 - 1]
 

@@ -7,11 +7,12 @@ import shutil
 import sqlite3
 import threading
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from core.imageio import ImageLoadError, phash
 from core.library import Library, LibraryConfig, ScanConfig, SearchConfig
@@ -158,6 +159,89 @@ def test_scan_fills_the_mirror_phash_of_files_indexed_before_it_existed(tmp_path
         assert lib.scan().encoded == 0  # once
     finally:
         lib.close()
+
+
+def _icons(folder: Path) -> list[str]:
+    """Different artwork on transparent backgrounds (white logos, a black bar), two blank
+    transparent canvases, and byte copies of one logo and of one blank canvas."""
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def icon(name, draw, colour=(255, 255, 255, 255), size=(200, 200)):
+        im = Image.new("RGBA", size, (0, 0, 0, 0))
+        draw(ImageDraw.Draw(im), colour)
+        im.save(folder / name)
+
+    icon("ring.png", lambda d, c: d.ellipse((30, 30, 170, 170), outline=c, width=18))
+    icon("square.png", lambda d, c: d.rectangle((50, 50, 150, 150), fill=c))
+    icon("triangle.png", lambda d, c: d.polygon([(100, 20), (180, 180), (20, 180)], fill=c))
+    icon("slash.png", lambda d, c: d.line([(20, 20), (180, 180)], fill=c, width=24))
+    icon("pie.png", lambda d, c: d.pieslice((30, 30, 170, 170), 30, 300, fill=c))
+    icon("black_bar.png", lambda d, c: d.rectangle((20, 80, 180, 120), fill=c), (0, 0, 0, 255))
+    icon("empty.png", lambda d, c: None)
+    icon("empty_wide.png", lambda d, c: None, size=(300, 150))
+    shutil.copyfile(folder / "triangle.png", folder / "triangle_copy.png")
+    shutil.copyfile(folder / "empty.png", folder / "empty_copy.png")
+    return ["ring.png", "square.png", "triangle.png", "slash.png", "pie.png", "black_bar.png",
+            "empty.png", "empty_wide.png"]
+
+
+def test_transparent_pictures_are_not_duplicates_of_each_other_but_copies_are(tmp_path):
+    # Issue 17: unrelated transparent PNGs were one "identical" group at every level (their
+    # transparent pixels decoded to one blank white picture: one pHash, one embedding).
+    photos = tmp_path / "photos"
+    make_tree(photos, 6)
+    originals = _icons(photos)
+    with open_library(tmp_path / "lib") as lib:
+        lib.add_root(photos)
+        lib.scan()
+        flat = {Path(lib.catalog.get_file(i).path).name for i in lib.catalog.flat_ids()}
+        assert flat == {"empty.png", "empty_copy.png", "empty_wide.png"}
+        for level in ("strict", "normal", "loose"):
+            groups = [{Path(f.path).name for f in g.files} for g in lib.duplicates(level)]
+            for g in groups:
+                assert len(g & set(originals)) <= 1, (level, g)
+            assert {"triangle.png", "triangle_copy.png"} in groups, level
+            assert {"empty.png", "empty_copy.png"} in groups, level
+        # Searching: a blank canvas is identical to its byte copy only, never a
+        # near-duplicate of another blank canvas (nor of anything else).
+        hits = lib.search(photos / "empty.png", k=8)
+        tiers = {Path(h.path).name: h.tier for h in hits}
+        assert tiers.pop("empty_copy.png") == "identical"
+        assert set(tiers.values()) == {"similar"}
+        assert "empty_wide.png" in tiers
+        hits = lib.search(photos / "triangle.png", k=8)
+        tiers = {Path(h.path).name: h.tier for h in hits}
+        assert tiers.pop("triangle_copy.png") == "identical"
+        assert set(tiers.values()) == {"similar"}
+        # A pasted transparent image decodes the way the file does.
+        with Image.open(photos / "ring.png") as im:
+            pasted = im.copy()
+        top = lib.search(pasted, k=1)[0]
+        assert Path(top.path).name == "ring.png" and top.tier == "identical"
+
+
+def test_scan_decodes_once_more_transparent_formats_indexed_before_flat_was_known(tmp_path):
+    # Files indexed before catalog schema 3 had transparency composited on white and no
+    # "flat" flag: the formats that can be transparent are decoded (and encoded) once more;
+    # JPEGs, which cannot, are left alone.
+    photos = tmp_path / "photos"
+    make_tree(photos, 6)  # 2 PNGs, 4 JPEGs
+    _icons(photos)
+    with open_library(tmp_path / "lib") as lib:
+        lib.add_root(photos)
+        lib.scan()
+    raw = sqlite3.connect(tmp_path / "lib" / CATALOG_FILE)
+    raw.execute("UPDATE files SET flat = NULL")
+    raw.commit()
+    raw.close()
+    with open_library(tmp_path / "lib") as lib:
+        assert lib.catalog.flat_ids() == set()
+        assert lib.scan().encoded == 2 + 10  # the PNGs
+        assert len(lib.catalog.flat_ids()) == 3
+        assert lib.scan().encoded == 0  # once
+        groups = [{Path(f.path).name for f in g.files} for g in lib.duplicates("strict")]
+        assert {"empty.png", "empty_copy.png"} in groups
+        assert not any("empty_wide.png" in g for g in groups)
 
 
 def test_unreadable_query_and_unknown_id(setup, tmp_path):

@@ -174,7 +174,7 @@ def test_every_page_then_adopt_model(qtbot, app, data) -> None:
     with qtbot.waitSignal(ctx.search.finished, timeout=10000) as found:
         ctx.search.search(SearchRequest(path=str(next(photos.glob("*.png")))))
     assert found.args[0].hits
-    assert win.status.model.text() == "Model: My-classes (16 bits)"
+    assert win.status.model.text() == f"Model: {stored.name}"  # as the model manager says
 
 
 def test_cancel_mid_training_changes_nothing(qtbot, app, data) -> None:

@@ -104,7 +104,12 @@ INSERT INTO meta(key, value) VALUES ('generation', '0');
 # v2: the pHash of each file's mirror image, so mirrored copies match (NULL until the file is
 # next decoded: changed, or re-encoded for a new model).
 _V2 = "ALTER TABLE files ADD COLUMN mirror_phash INTEGER"
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2))
+# v3: whether a file's visible content is flat (blank, one colour: core.imageio.is_flat), so
+# it is never taken for a copy of another flat file on its pHash or embedding. NULL until the
+# file is next decoded (files that may have transparency are decoded once more: see the
+# scanner).
+_V3 = "ALTER TABLE files ADD COLUMN flat INTEGER"
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, _V1), (2, _V2), (3, _V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
@@ -118,6 +123,10 @@ def phash_to_db(value: int | None) -> int | None:
     if value is None:
         return None
     return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def _flag_to_db(value: bool | None) -> int | None:
+    return None if value is None else int(bool(value))
 
 
 def phash_from_db(value: int | None) -> int | None:
@@ -182,7 +191,8 @@ class RootInfo:
 @dataclass(frozen=True)
 class FileRecord:
     """A file row (without its code). ``phash`` and ``mirror_phash`` (the pHash of the mirror
-    image) are unsigned; ``mtime_ns`` from ``os.stat``."""
+    image) are unsigned; ``mtime_ns`` from ``os.stat``; ``flat``: the picture is blank or one
+    colour (``None``: not known, decoded before catalog schema 3)."""
 
     id: int
     root_id: int
@@ -196,11 +206,12 @@ class FileRecord:
     status: str
     error: str | None
     mirror_phash: int | None = None
+    flat: bool | None = None
 
 
 _FILE_COLS = (
     "id, root_id, path, size, mtime_ns, fingerprint, phash, width, height, status, error, "
-    "mirror_phash"
+    "mirror_phash, flat"
 )
 _N_FILE_COLS = len(_FILE_COLS.split(","))
 
@@ -210,6 +221,7 @@ def _file(row: Sequence) -> FileRecord:
         id=row[0], root_id=row[1], path=path_from_db(row[2]), size=row[3], mtime_ns=row[4],
         fingerprint=row[5], phash=phash_from_db(row[6]), width=row[7], height=row[8],
         status=row[9], error=row[10], mirror_phash=phash_from_db(row[11]),
+        flat=None if row[12] is None else bool(row[12]),
     )
 
 
@@ -600,6 +612,11 @@ class Catalog:
         ph = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).view(np.uint64)
         return ids, ph
 
+    def flat_ids(self) -> set[int]:
+        """Ids of the ``ok`` files whose picture is flat (blank or one colour)."""
+        return {int(r[0]) for r in self._q(
+            "SELECT id FROM files WHERE status = 'ok' AND flat = 1")}
+
     def all_embeddings(self, model_id: str) -> tuple[np.ndarray, np.ndarray]:
         """``(ids int64 [n], embeddings float32 [n, d])`` of a model, by id."""
         sizes = self.model_sizes(model_id)
@@ -660,7 +677,7 @@ class Catalog:
         self, *, root_id: int, path: str, size: int, mtime_ns: int,
         fingerprint: str | None, status: str, error: str | None = None,
         phash: int | None = None, width: int | None = None, height: int | None = None,
-        mirror_phash: int | None = None,
+        mirror_phash: int | None = None, flat: bool | None = None,
     ) -> int:
         """Insert or update the row of ``path`` (keeping its id); returns the row id.
 
@@ -674,17 +691,18 @@ class Catalog:
             path = path_to_db(path)
             row = c.execute("SELECT id FROM files WHERE path = ?", (path,)).fetchone()
             vals = (root_id, size, mtime_ns, fingerprint, phash_to_db(phash), width, height,
-                    status, text_to_db(error), time.time(), phash_to_db(mirror_phash))
+                    status, text_to_db(error), time.time(), phash_to_db(mirror_phash),
+                    _flag_to_db(flat))
             if row is None:
                 cur = c.execute(
                     "INSERT INTO files(root_id, size, mtime_ns, fingerprint, phash, width, "
-                    "height, status, error, updated_at, mirror_phash, path) "
-                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", (*vals, path))
+                    "height, status, error, updated_at, mirror_phash, flat, path) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)", (*vals, path))
                 return int(cur.lastrowid)  # type: ignore[arg-type]
             fid = int(row[0])
             c.execute(
                 "UPDATE files SET root_id=?, size=?, mtime_ns=?, fingerprint=?, phash=?, "
-                "width=?, height=?, status=?, error=?, updated_at=?, mirror_phash=? "
+                "width=?, height=?, status=?, error=?, updated_at=?, mirror_phash=?, flat=? "
                 "WHERE id=?", (*vals, fid))
             c.execute("DELETE FROM codes WHERE file_id = ?", (fid,))
             return fid
@@ -692,14 +710,15 @@ class Catalog:
     def set_file_decoded(
         self, file_id: int, *, status: str, error: str | None, phash: int | None,
         width: int | None, height: int | None, mirror_phash: int | None = None,
+        flat: bool | None = None,
     ) -> None:
         """Update decode results of an unchanged file, keeping its codes."""
         if status not in FILE_STATUSES:
             raise ValueError(f"status must be one of {FILE_STATUSES}")
         self._w("UPDATE files SET status=?, error=?, phash=?, width=?, height=?, updated_at=?, "
-                "mirror_phash=? WHERE id=?", (status, text_to_db(error), phash_to_db(phash), width,
-                                              height, time.time(), phash_to_db(mirror_phash),
-                                              file_id))
+                "mirror_phash=?, flat=? WHERE id=?",
+                (status, text_to_db(error), phash_to_db(phash), width, height, time.time(),
+                 phash_to_db(mirror_phash), _flag_to_db(flat), file_id))
 
     def move_file(self, file_id: int, new_path: str, root_id: int, mtime_ns: int) -> None:
         """Give a row a new path (a moved/renamed file keeps its id, codes and hashes)."""

@@ -36,6 +36,7 @@ from PIL import Image
 from ..imageio import (
     ImageLoadError,
     file_fingerprint,
+    is_flat,
     is_image_path,
     mirror_phash,
     open_image,
@@ -168,6 +169,7 @@ class DecodedFile:
     fingerprint: str | None = None
     error: ImageLoadError | None = None
     mirror_phash: int | None = None
+    flat: bool | None = None
 
 
 @dataclass
@@ -216,12 +218,22 @@ def decode_for_index(
             except OSError as exc:
                 raise ImageLoadError(p, "unreadable", str(exc)) from exc
         return DecodedFile(p, img, phash(img), loaded.width, loaded.height, fp,
-                           mirror_phash=mirror_phash(img))
+                           mirror_phash=mirror_phash(img), flat=is_flat(img))
     except ImageLoadError as exc:
         return DecodedFile(p, None, error=exc)
     except Exception as exc:  # a decoder bug must not stop a scan
         logger.exception("unexpected error decoding %s", p)
         return DecodedFile(p, None, error=ImageLoadError(p, "corrupt", repr(exc)))
+
+
+#: Extensions of formats that can carry transparency (everything but JPEG).
+_ALPHA_EXTENSIONS = frozenset({".png", ".webp", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+                               ".avif", ".heic", ".heif"})
+
+
+def may_have_alpha(path: str) -> bool:
+    """Whether the file's format can have an alpha channel (judged by its extension)."""
+    return os.path.splitext(path)[1].lower() in _ALPHA_EXTENSIONS
 
 
 def reduce_for_index(image: Image.Image, decode_size: int) -> Image.Image:
@@ -476,8 +488,11 @@ class Scanner:
                 if r.size != size or r.mtime_ns != mtime_ns:
                     work.append(_Item(root.id, path, size, mtime_ns, "changed"))
                 elif r.status == "pending" or (r.status == "ok" and (
-                        not has_code or r.mirror_phash is None)):
-                    # (no mirror pHash: indexed before catalog schema 2; decoded once more)
+                        not has_code or r.mirror_phash is None
+                        or (r.flat is None and may_have_alpha(path)))):
+                    # (no mirror pHash: indexed before catalog schema 2; not known whether
+                    # flat, in a format with transparency: indexed before schema 3, when
+                    # transparency was composited on white; either is decoded once more)
                     work.append(_Item(root.id, path, size, mtime_ns, "encode", r.fingerprint,
                                       r.id))
                 else:
@@ -622,10 +637,12 @@ class Scanner:
         try:
             batch: list[tuple[_Item, DecodedFile]] = []
             for pair in self._decode_stream(items, executor):
+                # Between files, not only between batches: a stop (quitting the app) must
+                # not wait for a whole batch of large photos to be decoded first.
+                if should_stop and should_stop():
+                    return True
                 batch.append(pair)
                 if len(batch) >= bs:
-                    if should_stop and should_stop():
-                        return True
                     self._commit_batch(batch, counts)
                     done += len(batch)
                     batch = []
@@ -679,13 +696,13 @@ class Scanner:
                     fid = it.file_id
                     self.catalog.set_file_decoded(fid, status=status, error=encode_error or None,
                                                   phash=d.phash, width=d.width, height=d.height,
-                                                  mirror_phash=d.mirror_phash)
+                                                  mirror_phash=d.mirror_phash, flat=d.flat)
                 else:
                     fid = self.catalog.upsert_file(
                         root_id=it.root_id, path=it.path, size=it.size, mtime_ns=it.mtime_ns,
                         fingerprint=d.fingerprint or it.fingerprint, status=status,
                         error=encode_error or None, phash=d.phash, width=d.width,
-                        height=d.height, mirror_phash=d.mirror_phash)
+                        height=d.height, mirror_phash=d.mirror_phash, flat=d.flat)
                     replaced.append(fid)
                 ids.append(fid)
                 ph_ids.append(fid)

@@ -19,6 +19,10 @@ Tiers (thresholds in :class:`TierThresholds`, tuned for 64-bit pHash):
   calibration).
 - ``similar``: everything else among the candidates.
 
+A *flat* file or query (blank, one colour, fully transparent: ``core.imageio.is_flat``) is
+``identical`` to byte-identical copies only and never ``near_duplicate``: all flat pictures
+share about one pHash and one embedding, which say nothing about what they show.
+
 Results are ordered by tier, then pHash-vouched before cosine-only matches, then cosine,
 then Hamming distance. Cosines closer than ``SearchConfig.near_tie`` (0.005) do not order
 look-alikes reliably (two variants of one wallpaper design score 1.000 and 1.000), so such
@@ -39,7 +43,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from PIL import Image
 
-from ..imageio import ImageLoadError, mirror_phash, phash
+from ..imageio import ImageLoadError, is_flat, mirror_phash, phash, to_rgb
 from .catalog import Catalog, FileRecord
 from .embeddings import EmbeddingStore
 from .encoder import ImageEncoder, check_encoder_output
@@ -209,6 +213,7 @@ class Query:
         size: byte size of the query file.
         dims: ``(width, height)`` of the query image at full resolution.
         mirror_phash: pHash of the mirrored query (see ``SearchConfig.mirror_phash_radius``).
+        flat: the query picture is blank or one colour (see the module docstring).
     """
 
     codes: np.ndarray
@@ -219,6 +224,7 @@ class Query:
     size: int | None = None
     dims: tuple[int, int] | None = None
     mirror_phash: int | None = None
+    flat: bool = False
 
 
 @dataclass(frozen=True)
@@ -270,6 +276,7 @@ def prepare_query(
     dims: tuple[int, int] | None = None
     image: Image.Image | None = None
     hashes: tuple[int | None, int | None] = (None, None)  # (pHash, mirror pHash) if decoded
+    flat: bool | None = None  # known from the decode
 
     def stored_query(rec: FileRecord) -> Query | None:
         stored = catalog.fetch_for_ranking([rec.id], model_id).get(rec.id)
@@ -278,7 +285,7 @@ def prepare_query(
         dims = (rec.width, rec.height) if rec.width and rec.height else None
         return Query(stored[1][None], stored[2][None],
                      (rec.phash,) if rec.phash is not None else (), rec.id, rec.fingerprint,
-                     rec.size, dims, rec.mirror_phash)
+                     rec.size, dims, rec.mirror_phash, bool(rec.flat))
 
     if isinstance(query, int | np.integer):
         rec = catalog.get_file(int(query))
@@ -290,7 +297,7 @@ def prepare_query(
         query = rec.path
     if isinstance(query, Image.Image):
         dims = query.size
-        image = reduce_for_index(query.convert("RGB"), decode_size)
+        image = reduce_for_index(to_rgb(query), decode_size)
     else:
         path = os.path.normpath(os.path.abspath(os.fspath(query)))
         rec = catalog.get_file_by_path(path)
@@ -310,6 +317,7 @@ def prepare_query(
         image, fingerprint, size = decoded.image, decoded.fingerprint, st.st_size
         dims = (decoded.width, decoded.height) if decoded.width and decoded.height else None
         hashes = (decoded.phash, decoded.mirror_phash)
+        flat = decoded.flat
     assert image is not None
     images = [image if t is None else image.transpose(t)
               for t in (_ORIENTATIONS if robust else _ORIENTATIONS[:1])]
@@ -319,7 +327,8 @@ def prepare_query(
     else:  # the decode's hashes, when the query was a file
         phashes = (hashes[0] if hashes[0] is not None else phash(image),)
         mirror = hashes[1] if hashes[1] is not None else mirror_phash(image)
-    return Query(codes, emb, phashes, exclude_id, fingerprint, size, dims, mirror)
+    return Query(codes, emb, phashes, exclude_id, fingerprint, size, dims, mirror,
+                 is_flat(image) if flat is None else flat)
 
 
 def _tier(
@@ -491,6 +500,10 @@ def run_search(
         same_dims = query.dims is not None and query.dims in (
             (rec.width, rec.height), (rec.height, rec.width))
         tier = _tier(t, ph.get(i), float(cos[j]), same, same_dims)
+        if (query.flat or rec.flat) and not same:
+            tier = "similar"  # a flat picture's hashes match every other flat picture's
+            if radius is not None and ham[i] > radius:
+                continue
         hits.append(SearchHit(
             file_id=i, path=rec.path, score=float(cos[j]), hamming=int(ham[i]),
             phash_distance=ph_d, tier=tier, size=rec.size, mtime=rec.mtime_ns / 1e9,
@@ -559,6 +572,9 @@ def find_duplicates(
     :class:`core.library.verify.CropVerifier`); the pairs it accepts are compatible too.
     ``should_stop`` is polled between those checks (the slow part); a stop returns ``[]``.
     ``on_progress(done, total)`` reports them (every 50 pairs and at the end).
+
+    A flat file (``FileRecord.flat``: blank, one colour) is compatible with its byte-identical
+    copies only: flat pictures all share about one pHash and one embedding.
     """
     parent: dict[int, int] = {}
 
@@ -575,6 +591,12 @@ def find_duplicates(
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
 
+    flat = catalog.flat_ids()
+    # A flat file's identity: its bytes (size, fingerprint); no fingerprint: itself only.
+    flat_key: dict[int, tuple] = {
+        r.id: (r.size, r.fingerprint) if r.fingerprint else ("file", r.id)
+        for r in catalog.get_files(sorted(flat)).values()}
+
     def link_hashes(ids: np.ndarray, hashes: np.ndarray, radius: int) -> None:
         """Link each file to the files whose pHash lies within ``radius`` of its hash."""
         if phash_index is None or radius <= 0:
@@ -583,9 +605,18 @@ def find_duplicates(
             q = phash_codes(hashes[s:s + chunk].tolist())
             for qi, (_, found) in enumerate(phash_index.range_search(q, radius)):
                 a = int(ids[s + qi])
+                if a in flat:
+                    continue
                 for b in found:
-                    if int(b) != a:
+                    if int(b) != a and int(b) not in flat:
                         link(a, int(b))
+
+    copies: dict[tuple, int] = {}
+    for i, key in flat_key.items():  # flat files: byte-identical copies only
+        if key in copies:
+            link(copies[key], i)
+        else:
+            copies[key] = i
 
     ph_ids, phs = catalog.all_phashes()
     link_hashes(ph_ids, phs, thresholds.near_duplicate_phash)
@@ -601,10 +632,12 @@ def find_duplicates(
             _, nn = code_index.search(codes, min(neighbours + 1, len(e_ids)))
             for qi, row in enumerate(nn):
                 a = int(part[qi])
+                if a in flat:
+                    continue
                 ea = embs[pos[a]]
                 for b in row:
                     b = int(b)
-                    if b < 0 or b == a or b not in pos:
+                    if b < 0 or b == a or b not in pos or b in flat:
                         continue
                     cos = float(ea @ embs[pos[b]])
                     if cos >= thresholds.near_duplicate_cosine:
@@ -635,7 +668,7 @@ def find_duplicates(
     for members in components.values():
         members = sorted(members)
         compatible = _Compatibility(members, ph_of, mirror_of, pos, embs, thresholds,
-                                    mirror_phash_radius, checked)
+                                    mirror_phash_radius, checked, flat_key)
         for positions in centre_linkage(len(members), compatible):
             group = [members[j] for j in positions]
             recs = [r for r in (catalog.get_file(i) for i in group) if r is not None]
@@ -658,14 +691,18 @@ class _Compatibility:
     """``compatible(j, others)`` for :func:`centre_linkage` over one component's members:
     pHash distance ``<= near_duplicate_phash``, mirror-image pHash (either way round) within
     ``mirror_radius``, or embedding cosine ``>= near_duplicate_cosine`` (each measure where
-    both files have one), or a ``checked`` pair (ids, smaller first). One row at a time, so
-    a large component never needs an ``n x n`` matrix."""
+    both files have one), or a ``checked`` pair (ids, smaller first). A flat file (a key in
+    ``flat_key``: its bytes) is compatible only with the files of the same key. One row at a
+    time, so a large component never needs an ``n x n`` matrix."""
 
     def __init__(self, members: Sequence[int], ph_of: dict[int, int],
                  mirror_of: dict[int, int], pos: dict[int, int], embs: np.ndarray,
                  thresholds: TierThresholds, mirror_radius: int,
-                 checked: set[tuple[int, int]]) -> None:
+                 checked: set[tuple[int, int]],
+                 flat_key: dict[int, tuple] | None = None) -> None:
         self.members = list(members)
+        self.flat_key = [(flat_key or {}).get(m) for m in members]
+        self.flat = np.array([k is not None for k in self.flat_key], dtype=bool)
         self.checked = checked
         self.t = thresholds
         self.mirror_radius = mirror_radius
@@ -681,6 +718,16 @@ class _Compatibility:
 
     def __call__(self, j: int, others: np.ndarray) -> np.ndarray:
         b = np.asarray(others, dtype=np.int64)
+        if self.flat[j] or self.flat[b].any():
+            key = self.flat_key[j]
+            same = np.array([key is not None and self.flat_key[o] == key for o in b.tolist()],
+                            dtype=bool)
+            if self.flat[j]:
+                return same
+            return self._compatible(j, b) & ~self.flat[b]
+        return self._compatible(j, b)
+
+    def _compatible(self, j: int, b: np.ndarray) -> np.ndarray:
         both = self.has_ph[j] & self.has_ph[b]
         ok = (hamming_matrix(self.ph[j:j + 1], self.ph[b])[0] <= self.t.near_duplicate_phash
               ) & both

@@ -66,9 +66,11 @@ class ModelManagerDialog(QDialog):
 
     Signals:
         useRequested(Path): switch the library to this model.
+        renamed(Path, str): a model got a new display name.
     """
 
     useRequested = Signal(object)
+    renamed = Signal(object, str)
 
     def __init__(self, store: ModelStore, notifier: Notifier,
                  active: Callable[[], Path | None], parent: QWidget | None = None) -> None:
@@ -81,6 +83,7 @@ class ModelManagerDialog(QDialog):
         self.tree.setHeaderLabels(list(COLUMNS))
         self.tree.setRootIsDecorated(False)
         self.tree.setAlternatingRowColors(True)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # "…copy 2" stays apart
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tree.currentItemChanged.connect(self._selected)
         self.tree.itemDoubleClicked.connect(lambda *_: self.use_selected())
@@ -140,8 +143,7 @@ class ModelManagerDialog(QDialog):
             if is_active:
                 for c in range(len(COLUMNS)):
                     item.setFont(c, bold)
-            if e.error:
-                item.setToolTip(0, e.error)
+            item.setToolTip(0, e.error or str(e.path))
             self.tree.addTopLevelItem(item)
         for c in range(1, len(COLUMNS)):
             self.tree.resizeColumnToContents(c)
@@ -208,6 +210,7 @@ class ModelManagerDialog(QDialog):
             self.notifier.error(str(exc))
             return False
         self.refresh(e.path)
+        self.renamed.emit(e.path, self.store.display_name(e.path))
         return True
 
     @Slot()

@@ -183,8 +183,7 @@ class ModelStore:
                 ext, self.default_path):
             meta: dict[str, Any] = {}
             summary, err, _ = self._summary(ext, meta)
-            out.append(ModelEntry(ext, f"{ext.stem} (file outside the models folder)", True,
-                                  summary, err))
+            out.append(ModelEntry(ext, _file_name(ext), True, summary, err))
         if self.default_path.is_file():
             meta = index.setdefault("__default__", {})
             summary, err, upd = self._summary(self.default_path, meta)
@@ -198,7 +197,7 @@ class ModelStore:
             changed |= upd
             if "name" not in meta:
                 meta["name"], changed = f.stem, True
-            users.append(ModelEntry(f, str(meta["name"]), False, summary, err))
+            users.append(ModelEntry(f, _user_name(f, meta), False, summary, err))
         for key in [k for k in index if k != "__default__" and not (self.directory / k).exists()]:
             index.pop(key)
             changed = True
@@ -214,6 +213,16 @@ class ModelStore:
         """The entry of a model file (``None`` if it is not in the store)."""
         p = Path(path)
         return next((e for e in self.list() if _same(e.path, p)), None)
+
+    def display_name(self, path: str | os.PathLike[str]) -> str:
+        """The one name a model file is shown under: in this manager's list, the status bar
+        and messages ("Default model", a user model's chosen name, else the file's name)."""
+        p = Path(path)
+        if _same(p, self.default_path):
+            return DEFAULT_NAME
+        if self.is_user_model(p):
+            return _user_name(p, self._index().get(p.name) or {})
+        return _file_name(p)
 
     def is_default(self, path: str | os.PathLike[str]) -> bool:
         """Whether ``path`` is the shipped default model."""
@@ -290,6 +299,17 @@ class ModelStore:
         index = self._index()
         index.pop(p.name, None)
         self._save_index(index)
+
+
+def _user_name(path: Path, meta: dict[str, Any]) -> str:
+    """A user model's display name (``models.json``; the file name until one is given)."""
+    return str(meta.get("name") or path.stem)
+
+
+def _file_name(path: Path) -> str:
+    """The display name of a model file outside the models folder (the list's details and
+    note say where it is)."""
+    return path.stem
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -12,6 +12,7 @@ the next scan resumes from there).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -309,6 +310,12 @@ class LibraryService(QObject):
         self.write("Loading the model", reopen, on_result=self._on_opened)
         return True
 
+    def rename_model(self, name: str) -> None:
+        """The active model got a new display name (renamed in the model manager)."""
+        if name and name != self.model.name:
+            self.model = dataclasses.replace(self.model, name=name)
+            self.refresh()
+
     @property
     def changing_model(self) -> bool:
         """Whether a model change (re-encode) is running."""
@@ -338,7 +345,10 @@ class LibraryService(QObject):
             if info.encoder is None:
                 raise ValueError(info.message or "the model could not be loaded")
 
+            latest: list[ScanProgress] = []
+
             def progress(p: ScanProgress) -> None:
+                latest[:] = [p]
                 now = time.monotonic()
                 if now - last[0] >= _PROGRESS_INTERVAL_S:
                     last[0] = now
@@ -349,6 +359,8 @@ class LibraryService(QObject):
 
             change = lib.change_encoder(info.encoder, on_progress=progress, should_stop=stop,
                                         background=False)
+            if latest:  # the final count, which the throttle may have held back
+                on_progress(latest[0])
             if change.error is not None:
                 raise change.error
             return info, change
@@ -467,6 +479,16 @@ class LibraryService(QObject):
                        on_result=self._on_scanned)
         self._emit_state()
         self._snap_timer.start()
+
+    def rescan_paths(self, paths: Sequence[str]) -> None:
+        """Bring the catalog up to date with files the user just moved or sent to the trash
+        (old and new paths; paths outside the library folders are ignored). A move within
+        the library keeps the photo's codes."""
+        lib = self.library
+        if lib is None or not paths:
+            return
+        paths = list(paths)
+        self.write("Updating the library", lambda: lib.scan_paths(paths))
 
     def _roots(self) -> list[RootInfo]:
         if self.library is not None:

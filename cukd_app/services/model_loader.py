@@ -11,7 +11,7 @@ from pathlib import Path
 from core.library import ImageEncoder
 from cukd_app.paths import default_model_path
 
-__all__ = ["TINY_MODEL", "EncoderFactory", "ModelInfo", "resolve_encoder"]
+__all__ = ["TINY_MODEL", "EncoderFactory", "ModelInfo", "model_tooltip", "resolve_encoder"]
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +21,12 @@ TINY_MODEL = "tiny"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What the status bar shows about the model; ``encoder`` is None when none is installed."""
+    """What the status bar shows about the model; ``encoder`` is None when none is installed.
+
+    ``name`` is the model's display name: the one the model manager lists it under
+    (:meth:`cukd_app.models_manager.ModelStore.display_name`), used by the status bar and
+    messages alike.
+    """
 
     encoder: ImageEncoder | None
     name: str
@@ -31,11 +36,26 @@ class ModelInfo:
 EncoderFactory = Callable[[], ModelInfo]
 
 
-def resolve_encoder(model: str | os.PathLike[str] | None) -> ModelInfo:
+def model_tooltip(info: ModelInfo) -> str:
+    """The details behind a model's display name: its file and code length."""
+    enc = info.encoder
+    if enc is None:
+        return info.message
+    path = getattr(enc, "path", None)
+    return (f"{path}\n" if path else "") + f"{enc.n_bits}-bit codes"
+
+
+def resolve_encoder(model: str | os.PathLike[str] | None,
+                    name_of: Callable[[Path], str] | None = None) -> ModelInfo:
     """Load the encoder named by ``model`` (a file, ``"tiny"``) or the shipped default.
 
     Never raises for a missing file: returns ``ModelInfo(None, ...)`` with a message for the
     user. A broken model file raises (the caller reports it through the error path).
+
+    Args:
+        model: a model file, ``"tiny"``, or ``None`` for the shipped default.
+        name_of: the display name of a model file (the model manager's,
+            ``ModelStore.display_name``); default: the file's name.
     """
     if model is not None and str(model) == TINY_MODEL:
         from core.library.testing import TinyEncoder
@@ -55,4 +75,4 @@ def resolve_encoder(model: str | os.PathLike[str] | None) -> ModelInfo:
 
     enc = Encoder.from_file(path)
     logger.info("loaded model %s from %s", enc.model_id, path)
-    return ModelInfo(enc, f"{path.stem} ({enc.n_bits} bits)")
+    return ModelInfo(enc, name_of(path) if name_of is not None else path.stem)

@@ -65,12 +65,14 @@ class SearchService(QObject):
         finished(SearchOutcome): results of the current request.
         failed(WorkerError): the current request failed (also sent to the notifier).
         stale(int): a result of an older generation was dropped.
+        warmedUp(float): :meth:`warm_up` ran its search (milliseconds it took).
     """
 
     started = Signal(object, int)
     finished = Signal(object)
     failed = Signal(object)
     stale = Signal(int)
+    warmedUp = Signal(float)
 
     def __init__(self, library: LibraryService, notifier: Notifier, threads: int = 1,
                  parent: QObject | None = None) -> None:
@@ -79,6 +81,8 @@ class SearchService(QObject):
         self._notifier = notifier
         self._pool = QThreadPool(self)
         self._pool.setMaxThreadCount(max(1, threads))
+        self._warm_pool = QThreadPool(self)
+        self._warm_pool.setMaxThreadCount(1)
         self.generation = 0
         self.last: SearchOutcome | None = None
         self._workers: set[Worker] = set()
@@ -113,6 +117,36 @@ class SearchService(QObject):
         self._pool.start(w)
         return gen
 
+    def warm_up(self) -> bool:
+        """Run one tiny search in the background, so the first search the user makes is as
+        fast as later ones: the model's first forward pass (its threads and buffers), the
+        query path and the index pages are all paid for here. It runs on a thread of its
+        own (a search requested meanwhile never queues behind it) and never shows results.
+        Returns False when there is no model to warm."""
+        lib = self._library.library
+        if lib is None:
+            return False
+
+        def run() -> float:
+            t0 = time.perf_counter()
+            probe = Image.linear_gradient("L").resize((96, 64)).convert("RGB")
+            lib.search(probe, k=1)
+            return (time.perf_counter() - t0) * 1e3
+
+        w = Worker("Preparing the model", run)
+        self._workers.add(w)
+        w.signals.result.connect(self._on_warmed_up)
+        w.signals.error.connect(lambda err: logger.info("warm-up search failed: %s",
+                                                        err.exception))
+        w.signals.finished.connect(lambda: self._workers.discard(w))
+        self._warm_pool.start(w)
+        return True
+
+    @Slot(float)
+    def _on_warmed_up(self, ms: float) -> None:
+        logger.info("model warmed up in %.0f ms", ms)
+        self.warmedUp.emit(ms)
+
     def cancel(self) -> None:
         """Forget the running request (its result will be dropped)."""
         self.generation += 1
@@ -135,5 +169,5 @@ class SearchService(QObject):
         self.failed.emit(err)
 
     def wait(self, ms: int = 30000) -> bool:
-        """Wait for running searches (shutdown and tests)."""
-        return self._pool.waitForDone(ms)
+        """Wait for running searches and the warm-up (shutdown and tests)."""
+        return self._pool.waitForDone(ms) and self._warm_pool.waitForDone(ms)

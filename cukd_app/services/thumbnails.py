@@ -2,7 +2,8 @@
 
 Workers return ``QImage`` (never ``QPixmap``); the GUI converts when painting. The cache key
 is the file's path, size, mtime and the thumbnail edge, so an edited photo gets a new
-thumbnail. Nothing is written next to the user's photos.
+thumbnail. Nothing is written next to the user's photos. A photo with transparency keeps it
+(RGBA): the grids draw a checkerboard behind it instead of a blank white tile.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from PySide6.QtGui import QImage
 from core.imageio import ImageLoadError, load_image
 from cukd_app.workers import Worker, WorkerError
 
-__all__ = ["ThumbnailCache", "ThumbnailLoader", "pil_to_qimage"]
+__all__ = ["CACHE_VERSION", "ThumbnailCache", "ThumbnailLoader", "pil_to_qimage"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ def pil_to_qimage(im: Image.Image) -> QImage:
     return QImage(data, im.width, im.height, bpl, fmt).copy()
 
 
+#: Part of every cache key; raised when thumbnails are made differently (2: transparency
+#: kept instead of composited on white), so older cached ones are not shown.
+CACHE_VERSION = 2
+
+
 class ThumbnailCache:
     """JPEG/PNG thumbnails under ``directory``, named by a hash of the source's identity."""
 
@@ -48,7 +54,7 @@ class ThumbnailCache:
             st = os.stat(path)
         except OSError:
             return None
-        ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{edge}"
+        ident = f"{os.path.abspath(path)}|{st.st_size}|{st.st_mtime_ns}|{edge}|v{CACHE_VERSION}"
         return hashlib.sha1(ident.encode("utf-8", "surrogatepass")).hexdigest()
 
     def file(self, key: str) -> Path:
@@ -65,7 +71,7 @@ class ThumbnailCache:
             img = QImage(str(cached))
             if not img.isNull():
                 return img
-        im = load_image(path, draft_size=edge)
+        im = load_image(path, draft_size=edge, keep_alpha=True)
         im.thumbnail((edge, edge), Image.Resampling.BILINEAR, reducing_gap=2.0)
         try:
             cached.parent.mkdir(parents=True, exist_ok=True)

@@ -93,6 +93,8 @@ class LibraryPanel(QWidget):
         self.tree.setHeaderLabels(["Folder", "State"])
         self.tree.setRootIsDecorated(True)
         self.tree.setUniformRowHeights(True)
+        # Folders and files whose names share a long start stay apart: the end shows.
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.tree.header().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         self.tree.header().setStretchLastSection(False)

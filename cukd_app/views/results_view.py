@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QColor, QFont, QPainter, QPalette, QPen
+from PySide6.QtGui import (
+    QAction,
+    QColor,
+    QFont,
+    QFontMetrics,
+    QPainter,
+    QPalette,
+    QPen,
+    QPixmap,
+)
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -13,6 +22,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListView,
     QMenu,
+    QPushButton,
     QSpinBox,
     QStackedLayout,
     QStyle,
@@ -33,11 +43,45 @@ from cukd_app.results_model import (
     similarity_percent,
 )
 
-__all__ = ["TIER_COLORS", "ResultDelegate", "ResultsGrid", "ResultsView"]
+__all__ = ["TIER_COLORS", "ResultDelegate", "ResultsGrid", "ResultsView", "draw_thumbnail",
+           "paint_checkerboard"]
 
 TIER_COLORS = {"identical": QColor("#2e7d32"), "near_duplicate": QColor("#ef6c00"),
                "similar": QColor("#546e7a")}
 _Index = QModelIndex | QPersistentModelIndex
+
+#: Side of a checkerboard square behind transparent thumbnails, in logical pixels.
+CHECKER = 8
+
+
+def paint_checkerboard(p: QPainter, rect: QRect, palette: QPalette) -> None:
+    """The usual sign of transparency behind an image: light squares in a light theme,
+    dark ones in a dark theme."""
+    dark = palette.color(QPalette.ColorRole.Base).lightness() < 128
+    a, b = (QColor("#3a3a3a"), QColor("#4d4d4d")) if dark else (QColor("#ffffff"),
+                                                                 QColor("#d4d4d4"))
+    p.save()
+    p.setClipRect(rect)
+    p.fillRect(rect, a)
+    for y in range(rect.top(), rect.bottom() + 1, CHECKER):
+        odd = ((y - rect.top()) // CHECKER) % 2
+        for x in range(rect.left() + odd * CHECKER, rect.right() + 1, 2 * CHECKER):
+            p.fillRect(QRect(x, y, CHECKER, CHECKER), b)
+    p.restore()
+
+
+def draw_thumbnail(p: QPainter, box: QRect, pix: QPixmap, palette: QPalette) -> QRect:
+    """Draw ``pix`` scaled to fit ``box`` (centred, aspect kept), over a checkerboard where
+    it has transparency; returns where it was drawn."""
+    size = pix.size() / max(pix.devicePixelRatio(), 1.0)
+    size.scale(box.size(), Qt.AspectRatioMode.KeepAspectRatio)
+    target = QRect(0, 0, size.width(), size.height())
+    target.moveCenter(box.center())
+    if pix.hasAlphaChannel():
+        paint_checkerboard(p, target, palette)
+    p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+    p.drawPixmap(target, pix)
+    return target
 
 
 class ResultDelegate(QStyledItemDelegate):
@@ -65,6 +109,17 @@ class ResultDelegate(QStyledItemDelegate):
             badge = f"{similarity_percent(hit)}% · {badge}"
         return badge
 
+    @staticmethod
+    def shown_name(index: _Index, fm: QFontMetrics, width: int) -> str:
+        """The file name as a tile shows it: elided in the middle, so names that differ only
+        at the end ("holiday-photo-0001.jpg", "holiday-photo-0002.jpg") stay apart."""
+        return fm.elidedText(index.data(Qt.ItemDataRole.DisplayRole) or "",
+                             Qt.TextElideMode.ElideMiddle, width)
+
+    def name_width(self, option: QStyleOptionViewItem) -> int:
+        """Width available for the name line of a tile laid out in ``option.rect``."""
+        return option.rect.width() - 12
+
     def paint(self, p: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
         """Draw one result cell."""
         p.save()
@@ -80,12 +135,7 @@ class ResultDelegate(QStyledItemDelegate):
         text_color = pal.color(QPalette.ColorRole.HighlightedText if selected
                                else QPalette.ColorRole.Text)
         if pix is not None and not pix.isNull():
-            size = pix.size() / max(pix.devicePixelRatio(), 1.0)
-            size.scale(thumb.size(), Qt.AspectRatioMode.KeepAspectRatio)
-            target = QRect(0, 0, size.width(), size.height())
-            target.moveCenter(thumb.center())
-            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
-            p.drawPixmap(target, pix)
+            draw_thumbnail(p, thumb, pix, pal)
         else:
             p.fillRect(thumb, pal.color(QPalette.ColorRole.Midlight))
             state = index.data(ResultRoles.ThumbnailState)
@@ -110,10 +160,9 @@ class ResultDelegate(QStyledItemDelegate):
         p.drawText(brect, Qt.AlignmentFlag.AlignCenter, badge)
         p.setFont(option.font)
         p.setPen(text_color)
-        name_rect = QRect(r.x() + 3, thumb.bottom() + 4, r.width() - 6,
+        name_rect = QRect(r.x() + 3, thumb.bottom() + 4, self.name_width(option),
                           option.fontMetrics.height())
-        name = option.fontMetrics.elidedText(index.data(Qt.ItemDataRole.DisplayRole) or "",
-                                             Qt.TextElideMode.ElideMiddle, name_rect.width())
+        name = self.shown_name(index, option.fontMetrics, name_rect.width())
         p.drawText(name_rect, Qt.AlignmentFlag.AlignHCenter, name)
         if hit is not None:
             sub = QRect(name_rect.translated(0, name_rect.height()))
@@ -192,8 +241,12 @@ class ResultsView(QWidget):
 
     WELCOME = ("Drop a photo here, paste one (Ctrl+V) or open one (Ctrl+O) to find similar "
                "photos in your library.")
+    #: The first step, while the library has no folder (with the Add-folder button).
+    FIRST_STEP = ("Your library is empty. Start by adding a folder of photos: it is indexed "
+                  "in the background, and your photos are never changed or moved.")
 
     filtersChanged = Signal()
+    addFolderRequested = Signal()
     countChanged = Signal(int)
     sortChanged = Signal(str)
 
@@ -275,9 +328,19 @@ class ResultsView(QWidget):
         self.empty.setObjectName("emptyState")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
-        self.set_empty_text(self.WELCOME)
+        self.add_folder_btn = QPushButton("Add a folder of photos…")
+        self.add_folder_btn.setObjectName("firstStepButton")
+        self.add_folder_btn.setToolTip("Choose a folder; you can also drag one onto the window")
+        self.add_folder_btn.clicked.connect(self.addFolderRequested)
+        self.empty_page = QWidget()
+        ep = QVBoxLayout(self.empty_page)
+        ep.addStretch(1)
+        ep.addWidget(self.empty)
+        ep.addWidget(self.add_folder_btn, 0, Qt.AlignmentFlag.AlignHCenter)
+        ep.addStretch(2)
+        self.set_empty_text("Opening your library…")
         self._stack = QStackedLayout()
-        self._stack.addWidget(self.empty)
+        self._stack.addWidget(self.empty_page)
         self._stack.addWidget(self.grid)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -289,12 +352,18 @@ class ResultsView(QWidget):
         self.proxy.rowsRemoved.connect(self._update_summary)
         self.proxy.modelReset.connect(self._update_summary)
 
-    def set_empty_text(self, text: str) -> None:
-        """Message shown when there are no results."""
+    def set_empty_text(self, text: str, add_folder: bool = False) -> None:
+        """Message shown when there are no results; ``add_folder``: a first step, shown as
+        a prominent "Add a folder of photos…" button under it."""
         self.empty.setText(text)
+        self.add_folder_btn.setVisible(add_folder)
+        if bool(self.empty.property("firstStep")) != add_folder:
+            self.empty.setProperty("firstStep", add_folder)  # plain text colour (app.qss)
+            self.empty.style().unpolish(self.empty)
+            self.empty.style().polish(self.empty)
 
     def _update_empty(self) -> None:
-        self._stack.setCurrentWidget(self.grid if self.model.rowCount() else self.empty)
+        self._stack.setCurrentWidget(self.grid if self.model.rowCount() else self.empty_page)
         self._update_summary()
 
     def _update_summary(self) -> None:
